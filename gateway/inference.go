@@ -1,0 +1,326 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/llm-switchboard/llm-switchboard/internal/jobstore"
+	"github.com/llm-switchboard/llm-switchboard/internal/openai"
+)
+
+// inference serves /v1/chat/completions, /v1/completions and
+// /v1/embeddings: every request becomes a job the orchestrator executes.
+func (s *Server) inference(w http.ResponseWriter, r *http.Request) {
+	job, err := s.admit(w, r)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	w.Header().Set("X-Request-Id", job.ID)
+
+	if job.Mode == jobstore.ModeAsync {
+		if err := s.store.Enqueue(r.Context(), job); err != nil {
+			s.writeErr(w, r, err)
+			return
+		}
+		w.Header().Set("Location", "/jobs/"+job.ID)
+		writeJSON(w, http.StatusAccepted, jobView(job))
+		return
+	}
+
+	// Wait for notifications to flow before enqueueing, or a fast job's
+	// completion could be missed.
+	select {
+	case <-s.subscribed:
+	case <-r.Context().Done():
+		return
+	}
+	wt := s.waiters.register(job.ID)
+	defer s.waiters.unregister(job.ID)
+	if err := s.store.Enqueue(r.Context(), job); err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	if job.Mode == jobstore.ModeStream {
+		s.relayStream(w, r, job, wt)
+		return
+	}
+	s.awaitSync(w, r, job, wt)
+}
+
+// admit authenticates nothing (auth ran already) but validates the body
+// and builds the job; client mistakes come back as *openai.Error.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*jobstore.Job, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.Gateway.MaxRequestBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, openai.Errorf(http.StatusRequestEntityTooLarge, openai.TypeInvalidRequest, "request_too_large", "",
+				"request body larger than %d bytes", tooBig.Limit)
+		}
+		return nil, openai.BadRequest("", "read request body: %v", err)
+	}
+	req, err := openai.InspectRequest(body)
+	if err != nil {
+		return nil, err
+	}
+	m := s.cfg.Model(req.Model)
+	if m == nil {
+		return nil, unknownModel(req.Model, s.cfg.ModelNames())
+	}
+	if req.Stream && r.URL.Path == "/v1/embeddings" {
+		return nil, openai.BadRequest("stream", "embeddings cannot be streamed")
+	}
+	rewritten, err := openai.RewriteRequest(body, m.ServedName)
+	if err != nil {
+		return nil, err
+	}
+	mode := jobstore.ModeSync
+	switch {
+	case req.Async:
+		mode = jobstore.ModeAsync
+	case req.Stream:
+		mode = jobstore.ModeStream
+	}
+	job := &jobstore.Job{
+		ID:          jobstore.NewID(),
+		Model:       m.Name,
+		ClientModel: req.Model,
+		Path:        r.URL.Path,
+		Mode:        mode,
+		Owner:       principalFrom(r.Context()).id,
+		Body:        rewritten,
+		Created:     time.Now(),
+	}
+	if mode != jobstore.ModeAsync {
+		job.Notify = s.store.GatewayChannel(s.opts.Instance)
+	}
+	return job, nil
+}
+
+func unknownModel(name string, available []string) *openai.Error {
+	sorted := append([]string(nil), available...)
+	sort.Strings(sorted)
+	return openai.Errorf(http.StatusNotFound, openai.TypeNotFound, "model_not_found", "model",
+		"the model %q does not exist; available models: %s", name, strings.Join(sorted, ", "))
+}
+
+// awaitSync holds a non-streaming request until its job ends, however
+// long a model switch takes: SDKs give up on a 503 after two retries.
+func (s *Server) awaitSync(w http.ResponseWriter, r *http.Request, job *jobstore.Job, wt *waiter) {
+	for {
+		select {
+		case <-r.Context().Done():
+			s.abandon(job.ID)
+			return
+		case <-wt.kick:
+		}
+		_, done, resync := wt.take()
+		if !done && !resync {
+			continue
+		}
+		final, err := s.store.Get(r.Context(), job.ID)
+		if err != nil {
+			if r.Context().Err() != nil {
+				s.abandon(job.ID)
+				return
+			}
+			s.writeErr(w, r, err)
+			return
+		}
+		if !final.Status.Terminal() {
+			continue // a resync while the job still runs
+		}
+		s.writeResult(w, final)
+		return
+	}
+}
+
+// writeResult answers with a finished job's outcome: the backend's own
+// response (model name restored) or the reason it failed.
+func (s *Server) writeResult(w http.ResponseWriter, j *jobstore.Job) {
+	if j.ResultStatus != 0 && j.Result != nil && (j.Status == jobstore.StatusSucceeded || j.Error == nil) {
+		body := j.Result
+		if restored, err := openai.ReplaceTopLevelString(body, "model", j.ClientModel); err == nil {
+			body = restored
+		}
+		if j.ResultType != "" {
+			w.Header().Set("Content-Type", j.ResultType)
+		}
+		w.WriteHeader(j.ResultStatus)
+		_, _ = w.Write(body)
+		return
+	}
+	if j.Error != nil {
+		e := *j.Error
+		if e.Status < 400 || e.Status > 599 {
+			e.Status = httpStatusFor(j.Status)
+		}
+		openai.WriteError(w, &e)
+		return
+	}
+	openai.WriteError(w, openai.Errorf(httpStatusFor(j.Status), openai.TypeServer, "", "", "job %s", j.Status))
+}
+
+func httpStatusFor(st jobstore.Status) int {
+	if st == jobstore.StatusCanceled {
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}
+
+// relayStream sends a streaming job's chunks to the client as they are
+// logged, with keep-alive comments while it waits for a model to load.
+func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, job *jobstore.Job, wt *waiter) {
+	ctx := r.Context()
+	rc := http.NewResponseController(w)
+	committed := false
+	commit := func() {
+		if !committed {
+			openai.SSEHeaders(w)
+			w.WriteHeader(http.StatusOK)
+			committed = true
+		}
+	}
+	keepAlive := time.NewTimer(time.Second) // the first comment comes early
+	defer keepAlive.Stop()
+	lastID := ""
+	everResynced := false
+
+	writeChunks := func(chunks []jobstore.Chunk) error {
+		var buf bytes.Buffer
+		for _, c := range chunks {
+			if !jobstore.ChunkAfter(c.ID, lastID) {
+				continue // already sent (a resync overlapped the notifications)
+			}
+			lastID = c.ID
+			data := c.Data
+			if !bytes.Equal(data, openai.Done) {
+				if restored, err := openai.ReplaceTopLevelString(data, "model", job.ClientModel); err == nil {
+					data = restored
+				}
+			}
+			_ = openai.WriteEvent(&buf, data)
+		}
+		if buf.Len() == 0 {
+			return nil
+		}
+		commit()
+		if _, err := w.Write(buf.Bytes()); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+
+	for {
+		select {
+		case <-ctx.Done():
+			s.abandon(job.ID)
+			return
+		case <-keepAlive.C:
+			commit()
+			if err := openai.WriteComment(w, s.progress(ctx, job)); err != nil || rc.Flush() != nil {
+				s.abandon(job.ID)
+				return
+			}
+			keepAlive.Reset(s.opts.KeepAlive)
+			continue
+		case <-wt.kick:
+		}
+		chunks, done, resync := wt.take()
+		if resync {
+			everResynced = true
+			logged, err := s.store.Chunks(ctx, job.ID, lastID)
+			if err == nil {
+				chunks = append(logged, chunks...)
+			}
+			if j, err := s.store.Get(ctx, job.ID); err == nil && j.Status.Terminal() {
+				done = true
+			}
+		}
+		if err := writeChunks(chunks); err != nil {
+			s.abandon(job.ID)
+			return
+		}
+		if len(chunks) > 0 {
+			keepAlive.Reset(s.opts.KeepAlive)
+		}
+		if !done {
+			continue
+		}
+		s.finishStream(w, r, job, lastID, everResynced, commit, committed, writeChunks)
+		return
+	}
+}
+
+// finishStream ends a stream whose job is terminal: it sends any chunk
+// still unsent, and an error event when the job did not succeed.
+func (s *Server) finishStream(w http.ResponseWriter, r *http.Request, job *jobstore.Job, lastID string,
+	resynced bool, commit func(), committed bool, writeChunks func([]jobstore.Chunk) error) {
+	ctx := r.Context()
+	if resynced {
+		if logged, err := s.store.Chunks(ctx, job.ID, lastID); err == nil {
+			_ = writeChunks(logged)
+		}
+	}
+	final, err := s.store.Get(ctx, job.ID)
+	if err != nil {
+		s.log.Warn("reading finished stream job", "job_id", job.ID, "error", err)
+		return
+	}
+	if final.Status == jobstore.StatusSucceeded {
+		return
+	}
+	if !committed && lastID == "" {
+		// Nothing sent yet: a plain HTTP error serves SDKs best.
+		s.writeResult(w, final)
+		return
+	}
+	commit()
+	e := final.Error
+	if e == nil {
+		e = openai.Errorf(http.StatusInternalServerError, openai.TypeServer, "", "", "stream ended: job %s", final.Status)
+	}
+	_ = openai.WriteEvent(w, e.Body())
+	_ = openai.WriteEvent(w, openai.Done)
+	_ = http.NewResponseController(w).Flush()
+}
+
+// progress describes a waiting job for a keep-alive comment.
+func (s *Server) progress(ctx context.Context, job *jobstore.Job) string {
+	st, err := s.store.State(ctx, s.cfg.Orchestrator.Slot)
+	if err != nil || st == nil {
+		return fmt.Sprintf("waiting for model %s", job.Model)
+	}
+	if st.Active == job.Model && st.Phase == jobstore.PhaseReady {
+		return fmt.Sprintf("model %s active; waiting for a free slot", job.Model)
+	}
+	if st.Target == job.Model {
+		return fmt.Sprintf("model %s %s", job.Model, st.Phase)
+	}
+	return fmt.Sprintf("queued for model %s (active: %s, phase: %s)", job.Model, orNone(st.Active), st.Phase)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// abandon cancels the job of a client that went away, so its generation
+// stops and a queued job never runs.
+func (s *Server) abandon(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.store.Cancel(ctx, id, "the client disconnected"); err != nil && !errors.Is(err, jobstore.ErrNotFound) {
+		s.log.Warn("canceling abandoned job", "job_id", id, "error", err)
+	}
+}

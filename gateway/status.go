@@ -1,0 +1,244 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/llm-switchboard/llm-switchboard/internal/jobstore"
+	"github.com/llm-switchboard/llm-switchboard/internal/openai"
+)
+
+// health is liveness plus a readiness summary; it needs no key.
+func (s *Server) health(r *http.Request) (any, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	out := map[string]any{"status": "ok", "redis": "ok"}
+	if err := s.store.Client().Ping(ctx).Err(); err != nil {
+		out["status"], out["redis"] = "unavailable", err.Error()
+		return statusValue{http.StatusServiceUnavailable, out}, nil
+	}
+	leader, err := s.store.Leader(ctx, s.cfg.Orchestrator.Slot)
+	if err == nil {
+		out["leader_present"] = leader != ""
+	}
+	if st, err := s.store.State(ctx, s.cfg.Orchestrator.Slot); err == nil && st != nil {
+		out["active_model"] = st.Active
+		out["phase"] = st.Phase
+	}
+	return out, nil
+}
+
+// statusView is GET /status.
+type statusView struct {
+	Slot       string               `json:"slot"`
+	Leader     string               `json:"leader"`
+	State      *jobstore.SlotState  `json:"state"`
+	LastSwitch *switchView          `json:"last_switch,omitempty"`
+	QueueView  map[string]queueView `json:"queues"`
+}
+
+type queueView struct {
+	Pending       int     `json:"pending"`
+	OldestWaitSec float64 `json:"oldest_wait_seconds"`
+}
+
+// switchView renders a switch's timings in seconds for people.
+type switchView struct {
+	From     string  `json:"from"`
+	To       string  `json:"to"`
+	Reason   string  `json:"reason"`
+	DrainSec float64 `json:"drain_seconds"`
+	StopSec  float64 `json:"stop_seconds"`
+	StartSec float64 `json:"start_seconds"`
+	TotalSec float64 `json:"total_seconds"`
+	Error    string  `json:"error,omitempty"`
+}
+
+// status shows the slot as the leader published it, and the queues.
+func (s *Server) status(r *http.Request) (any, error) {
+	ctx := r.Context()
+	slot := s.cfg.Orchestrator.Slot
+	st, err := s.store.State(ctx, slot)
+	if err != nil {
+		return nil, err
+	}
+	leader, err := s.store.Leader(ctx, slot)
+	if err != nil {
+		return nil, err
+	}
+	queues, err := s.store.Snapshot(ctx, s.cfg.ModelNames())
+	if err != nil {
+		return nil, err
+	}
+	v := statusView{Slot: slot, Leader: leader, State: st, QueueView: map[string]queueView{}}
+	now := time.Now()
+	for m, q := range queues {
+		qv := queueView{Pending: q.Pending}
+		if !q.HeadSince.IsZero() {
+			qv.OldestWaitSec = now.Sub(q.HeadSince).Seconds()
+		}
+		v.QueueView[m] = qv
+	}
+	if st != nil && st.LastSwitch != nil {
+		ls := st.LastSwitch
+		v.LastSwitch = &switchView{From: ls.From, To: ls.To, Reason: ls.Reason,
+			DrainSec: ls.Drain.Seconds(), StopSec: ls.Stop.Seconds(), StartSec: ls.Start.Seconds(),
+			TotalSec: ls.Total.Seconds(), Error: ls.Error}
+	}
+	return v, nil
+}
+
+// modelObject is an entry of GET /v1/models, OpenAI's shape plus state.
+type modelObject struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+	// Switchboard extensions.
+	Root    string `json:"root"`
+	Active  bool   `json:"active"`
+	Loading bool   `json:"loading"`
+	Queued  int    `json:"queued"`
+}
+
+var startedAt = time.Now().Unix()
+
+func (s *Server) modelObjects(ctx context.Context) ([]modelObject, error) {
+	st, err := s.store.State(ctx, s.cfg.Orchestrator.Slot)
+	if err != nil {
+		return nil, err
+	}
+	queues, err := s.store.Snapshot(ctx, s.cfg.ModelNames())
+	if err != nil {
+		return nil, err
+	}
+	var out []modelObject
+	for _, m := range s.cfg.Models {
+		obj := modelObject{Object: "model", Created: startedAt, OwnedBy: "llm-switchboard", Root: m.Name,
+			Queued: queues[m.Name].Pending}
+		if st != nil {
+			obj.Active = st.Active == m.Name && st.Phase == jobstore.PhaseReady
+			obj.Loading = st.Target == m.Name
+		}
+		for _, id := range append([]string{m.Name}, m.Aliases...) {
+			o := obj
+			o.ID = id
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) listModels(r *http.Request) (any, error) {
+	objs, err := s.modelObjects(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"object": "list", "data": objs}, nil
+}
+
+func (s *Server) getModel(r *http.Request) (any, error) {
+	name := strings.TrimPrefix(httprouter.ParamsFromContext(r.Context()).ByName("model"), "/")
+	if s.cfg.Model(name) == nil {
+		return nil, unknownModel(name, s.cfg.ModelNames())
+	}
+	objs, err := s.modelObjects(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range objs {
+		if o.ID == name {
+			return o, nil
+		}
+	}
+	return nil, unknownModel(name, s.cfg.ModelNames())
+}
+
+// jobObject is a job as its owner sees it.
+type jobObject struct {
+	ID         string        `json:"id"`
+	Object     string        `json:"object"`
+	Status     string        `json:"status"`
+	Model      string        `json:"model"`
+	Created    int64         `json:"created"`
+	StartedAt  *int64        `json:"started_at"`
+	FinishedAt *int64        `json:"finished_at"`
+	Error      *openai.Error `json:"error"`
+}
+
+func jobView(j *jobstore.Job) jobObject {
+	v := jobObject{ID: j.ID, Object: "job", Status: string(j.Status), Model: j.ClientModel,
+		Created: j.Created.Unix(), Error: j.Error}
+	if !j.Started.IsZero() {
+		t := j.Started.Unix()
+		v.StartedAt = &t
+	}
+	if !j.Finished.IsZero() {
+		t := j.Finished.Unix()
+		v.FinishedAt = &t
+	}
+	return v
+}
+
+// ownedJob loads the job in the route, if the caller may see it. Another
+// user's job is reported as missing, not forbidden: ids are not confirmed.
+func (s *Server) ownedJob(r *http.Request) (*jobstore.Job, error) {
+	id := httprouter.ParamsFromContext(r.Context()).ByName("id")
+	notFound := openai.Errorf(http.StatusNotFound, openai.TypeNotFound, "job_not_found", "", "job %q not found", id)
+	j, err := s.store.Get(r.Context(), id)
+	if errors.Is(err, jobstore.ErrNotFound) {
+		return nil, notFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	if p := principalFrom(r.Context()); !p.admin && p.id != j.Owner {
+		return nil, notFound
+	}
+	return j, nil
+}
+
+func (s *Server) getJob(r *http.Request) (any, error) {
+	j, err := s.ownedJob(r)
+	if err != nil {
+		return nil, err
+	}
+	return jobView(j), nil
+}
+
+func (s *Server) jobResult(w http.ResponseWriter, r *http.Request) {
+	j, err := s.ownedJob(r)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	if !j.Status.Terminal() {
+		writeJSON(w, http.StatusAccepted, jobView(j))
+		return
+	}
+	s.writeResult(w, j)
+}
+
+func (s *Server) cancelJob(r *http.Request) (any, error) {
+	j, err := s.ownedJob(r)
+	if err != nil {
+		return nil, err
+	}
+	if j.Status.Terminal() {
+		return nil, openai.Errorf(http.StatusConflict, openai.TypeInvalidRequest, "job_finished", "",
+			"job %s already %s", j.ID, j.Status)
+	}
+	if _, err := s.store.Cancel(r.Context(), j.ID, "canceled by request"); err != nil {
+		return nil, err
+	}
+	j, err = s.store.Get(r.Context(), j.ID)
+	if err != nil {
+		return nil, err
+	}
+	return jobView(j), nil
+}

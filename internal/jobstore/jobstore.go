@@ -1,0 +1,494 @@
+// Package jobstore is the switchboard's Redis model: job records, per-model
+// queues, streaming chunk logs, slot state and the notifications that tie
+// the gateway and the orchestrator together. Every state transition is one
+// atomic step (a Lua script or MULTI/EXEC), so a job is never in two states.
+//
+// The key schema is documented in docs/redis.md; keep the two in step.
+package jobstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/llm-switchboard/llm-switchboard/internal/openai"
+)
+
+// Status is where a job is in its life.
+type Status string
+
+// Job statuses. Succeeded, Failed and Canceled are terminal.
+const (
+	StatusQueued    Status = "queued"
+	StatusRunning   Status = "running"
+	StatusSucceeded Status = "succeeded"
+	StatusFailed    Status = "failed"
+	StatusCanceled  Status = "canceled"
+)
+
+// Terminal reports whether a job in status s is finished for good.
+func (s Status) Terminal() bool {
+	return s == StatusSucceeded || s == StatusFailed || s == StatusCanceled
+}
+
+// Mode is how the client waits for a job.
+type Mode string
+
+// Job modes.
+const (
+	ModeSync   Mode = "sync"
+	ModeStream Mode = "stream"
+	ModeAsync  Mode = "async"
+)
+
+// ErrNotFound means the job does not exist (or expired).
+var ErrNotFound = errors.New("job not found")
+
+// Job is one inference request and its outcome.
+type Job struct {
+	ID string
+	// Model is the logical model name; ClientModel is the name the client
+	// used (an alias, perhaps), restored in responses.
+	Model       string
+	ClientModel string
+	// Path is the backend route, e.g. /v1/chat/completions.
+	Path   string
+	Mode   Mode
+	Owner  string
+	Status Status
+	// Body is the request exactly as the backend must receive it.
+	Body []byte
+	// Notify is the channel of the gateway waiting for this job, if any.
+	Notify string
+
+	Created, Started, Finished time.Time
+	Generation                 int64
+
+	// ResultStatus, ResultType and Result are the backend's response.
+	ResultStatus int
+	ResultType   string
+	Result       []byte
+	// Error says why the job failed or was canceled.
+	Error *openai.Error
+}
+
+// Stream reports whether the backend answers this job with SSE.
+func (j *Job) Stream() bool { return j.Mode == ModeStream }
+
+// NewID returns a random, unguessable job id (128 bits).
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
+	return "job_" + hex.EncodeToString(b[:])
+}
+
+// Options tune a Store.
+type Options struct {
+	// Prefix namespaces every key and channel.
+	Prefix string
+	// ResultTTL is how long finished jobs and their chunks stay.
+	ResultTTL time.Duration
+	// StreamMaxLen caps a job's chunk log.
+	StreamMaxLen int64
+}
+
+// Store reads and writes the Redis model.
+type Store struct {
+	rdb  redis.UniversalClient
+	opts Options
+}
+
+// New returns a Store on rdb.
+func New(rdb redis.UniversalClient, opts Options) *Store {
+	if opts.ResultTTL <= 0 {
+		opts.ResultTTL = time.Hour
+	}
+	if opts.StreamMaxLen <= 0 {
+		opts.StreamMaxLen = 100_000
+	}
+	return &Store{rdb: rdb, opts: opts}
+}
+
+// Client is the underlying Redis client.
+func (s *Store) Client() redis.UniversalClient { return s.rdb }
+
+func (s *Store) jobKey(id string) string      { return s.opts.Prefix + "job:" + id }
+func (s *Store) queueKey(model string) string { return s.opts.Prefix + "queue:" + model }
+func (s *Store) streamKey(id string) string   { return s.opts.Prefix + "stream:" + id }
+func (s *Store) runningKey() string           { return s.opts.Prefix + "running" }
+func (s *Store) stateKey(slot string) string  { return s.opts.Prefix + "state:" + slot }
+func (s *Store) leaderKey(slot string) string { return s.opts.Prefix + "leader:" + slot }
+func (s *Store) genKey(slot string) string    { return s.opts.Prefix + "generation:" + slot }
+func (s *Store) wakeChannel() string          { return s.opts.Prefix + "wake" }
+func (s *Store) cancelChannel() string        { return s.opts.Prefix + "cancel" }
+func (s *Store) GatewayChannel(instance string) string {
+	return s.opts.Prefix + "gw:" + instance
+}
+
+func micros(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return strconv.FormatInt(t.UnixMicro(), 10)
+}
+
+func fromMicros(v string) time.Time {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(n)
+}
+
+// Enqueue stores j as queued at the tail of its model's queue and wakes
+// the orchestrator, all in one transaction.
+func (s *Store) Enqueue(ctx context.Context, j *Job) error {
+	if j.ID == "" || j.Model == "" {
+		return errors.New("enqueue: job needs an id and a model")
+	}
+	if j.Created.IsZero() {
+		j.Created = time.Now()
+	}
+	j.Status = StatusQueued
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, s.jobKey(j.ID),
+			"id", j.ID,
+			"model", j.Model,
+			"client_model", j.ClientModel,
+			"path", j.Path,
+			"mode", string(j.Mode),
+			"owner", j.Owner,
+			"status", string(StatusQueued),
+			"body", j.Body,
+			"notify", j.Notify,
+			"created_us", micros(j.Created),
+		)
+		p.ZAdd(ctx, s.queueKey(j.Model), redis.Z{Score: float64(j.Created.UnixMicro()), Member: j.ID})
+		p.Publish(ctx, s.wakeChannel(), j.Model)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("enqueue job %s: %w", j.ID, err)
+	}
+	return nil
+}
+
+// Get reads a job.
+func (s *Store) Get(ctx context.Context, id string) (*Job, error) {
+	m, err := s.rdb.HGetAll(ctx, s.jobKey(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("get job %s: %w", id, err)
+	}
+	if len(m) == 0 {
+		return nil, ErrNotFound
+	}
+	return jobFromHash(m), nil
+}
+
+func jobFromHash(m map[string]string) *Job {
+	j := &Job{
+		ID:          m["id"],
+		Model:       m["model"],
+		ClientModel: m["client_model"],
+		Path:        m["path"],
+		Mode:        Mode(m["mode"]),
+		Owner:       m["owner"],
+		Status:      Status(m["status"]),
+		Body:        []byte(m["body"]),
+		Notify:      m["notify"],
+		Created:     fromMicros(m["created_us"]),
+		Started:     fromMicros(m["started_us"]),
+		Finished:    fromMicros(m["finished_us"]),
+		ResultType:  m["result_type"],
+	}
+	j.Generation, _ = strconv.ParseInt(m["generation"], 10, 64)
+	j.ResultStatus, _ = strconv.Atoi(m["result_status"])
+	if r, ok := m["result"]; ok {
+		j.Result = []byte(r)
+	}
+	if e := m["error"]; e != "" {
+		var env openai.Envelope
+		if json.Unmarshal([]byte(e), &env) == nil && env.Error != nil {
+			env.Error.Status, _ = strconv.Atoi(m["error_status"])
+			j.Error = env.Error
+		}
+	}
+	return j
+}
+
+// QueueInfo summarises one model's queue for the scheduler.
+type QueueInfo struct {
+	Pending int
+	// HeadSince is when the oldest pending job was enqueued (zero if none).
+	HeadSince time.Time
+}
+
+// Snapshot reads every model's queue length and head age in one round trip.
+func (s *Store) Snapshot(ctx context.Context, models []string) (map[string]QueueInfo, error) {
+	p := s.rdb.Pipeline()
+	cards := make([]*redis.IntCmd, len(models))
+	heads := make([]*redis.ZSliceCmd, len(models))
+	for i, m := range models {
+		cards[i] = p.ZCard(ctx, s.queueKey(m))
+		heads[i] = p.ZRangeWithScores(ctx, s.queueKey(m), 0, 0)
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("snapshot queues: %w", err)
+	}
+	out := make(map[string]QueueInfo, len(models))
+	for i, m := range models {
+		qi := QueueInfo{Pending: int(cards[i].Val())}
+		if h := heads[i].Val(); len(h) > 0 {
+			qi.HeadSince = time.UnixMicro(int64(h[0].Score))
+		}
+		out[m] = qi
+	}
+	return out, nil
+}
+
+// claimScript pops up to n queued jobs of a model and marks them running
+// under generation gen. Canceled jobs left in the queue are skipped.
+var claimScript = redis.NewScript(`
+local out = {}
+local n = tonumber(ARGV[1])
+while #out < n * 4 do
+  local popped = redis.call('ZPOPMIN', KEYS[1])
+  if #popped == 0 then break end
+  local id = popped[1]
+  local jk = ARGV[4] .. id
+  if redis.call('HGET', jk, 'status') == 'queued' then
+    redis.call('HSET', jk, 'status', 'running', 'started_us', ARGV[3], 'generation', ARGV[2])
+    redis.call('ZADD', KEYS[2], ARGV[2], id)
+    local f = redis.call('HMGET', jk, 'path', 'mode', 'notify', 'body')
+    table.insert(out, id)
+    table.insert(out, f[1] or '')
+    table.insert(out, f[2] or '')
+    table.insert(out, (f[3] or '') .. '\n' .. (f[4] or ''))
+  end
+end
+return out
+`)
+
+// Claim moves up to n jobs from the head of model's queue to running,
+// under generation gen, and returns them.
+func (s *Store) Claim(ctx context.Context, model string, n int, gen int64) ([]*Job, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	now := time.Now()
+	res, err := claimScript.Run(ctx, s.rdb,
+		[]string{s.queueKey(model), s.runningKey()},
+		n, gen, micros(now), s.opts.Prefix+"job:").StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("claim jobs of %s: %w", model, err)
+	}
+	jobs := make([]*Job, 0, len(res)/4)
+	for i := 0; i+3 < len(res); i += 4 {
+		notify, body, _ := strings.Cut(res[i+3], "\n")
+		jobs = append(jobs, &Job{
+			ID: res[i], Model: model, Path: res[i+1], Mode: Mode(res[i+2]),
+			Notify: notify, Body: []byte(body),
+			Status: StatusRunning, Started: now, Generation: gen,
+		})
+	}
+	return jobs, nil
+}
+
+// appendScript adds one chunk to a job's log and, when a gateway waits,
+// publishes it there with the chunk's id so the gateway can deduplicate
+// against a resync from the log.
+var appendScript = redis.NewScript(`
+local eid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'd', ARGV[5])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if ARGV[3] ~= '' then
+  redis.call('PUBLISH', ARGV[3], 'c|' .. ARGV[4] .. '|' .. eid .. '|' .. ARGV[5])
+end
+return eid
+`)
+
+// AppendChunk appends one SSE payload to the job's chunk log.
+func (s *Store) AppendChunk(ctx context.Context, j *Job, data []byte) error {
+	ttl := int64(s.opts.ResultTTL / time.Second)
+	err := appendScript.Run(ctx, s.rdb, []string{s.streamKey(j.ID)},
+		s.opts.StreamMaxLen, ttl, j.Notify, j.ID, data).Err()
+	if err != nil {
+		return fmt.Errorf("append chunk to job %s: %w", j.ID, err)
+	}
+	return nil
+}
+
+// Outcome is how a job ended.
+type Outcome struct {
+	Status       Status
+	ResultStatus int
+	ResultType   string
+	Result       []byte
+	Error        *openai.Error
+}
+
+// finishScript moves a queued or running job to a terminal status, sets
+// its expiry and tells the waiting gateway. A job already terminal is left
+// alone (returns 0): the first outcome wins.
+var finishScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'status')
+if st ~= 'running' and st ~= 'queued' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_us', ARGV[3],
+  'result_status', ARGV[5], 'result_type', ARGV[6], 'result', ARGV[7],
+  'error', ARGV[8], 'error_status', ARGV[9])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if st == 'queued' then
+  redis.call('ZREM', ARGV[10] .. redis.call('HGET', KEYS[1], 'model'), ARGV[1])
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ARGV[4]) end
+local notify = redis.call('HGET', KEYS[1], 'notify')
+if notify and notify ~= '' then
+  redis.call('PUBLISH', notify, 'd|' .. ARGV[1] .. '|' .. ARGV[2])
+end
+return 1
+`)
+
+// Finish records a job's outcome. It reports false when the job was
+// already terminal (or gone), in which case nothing changed.
+func (s *Store) Finish(ctx context.Context, id string, o Outcome) (bool, error) {
+	if !o.Status.Terminal() {
+		return false, fmt.Errorf("finish job %s: %q is not a terminal status", id, o.Status)
+	}
+	var errJSON []byte
+	errStatus := 0
+	if o.Error != nil {
+		errJSON = o.Error.Body()
+		errStatus = o.Error.Status
+	}
+	ttl := int64(s.opts.ResultTTL / time.Second)
+	n, err := finishScript.Run(ctx, s.rdb,
+		[]string{s.jobKey(id), s.runningKey(), s.streamKey(id)},
+		id, string(o.Status), micros(time.Now()), ttl,
+		o.ResultStatus, o.ResultType, o.Result, errJSON, errStatus,
+		s.opts.Prefix+"queue:").Int()
+	if err != nil {
+		return false, fmt.Errorf("finish job %s: %w", id, err)
+	}
+	return n == 1, nil
+}
+
+// FailQueued fails every job queued for model with e (a model that could
+// not start, say) and returns how many it failed.
+func (s *Store) FailQueued(ctx context.Context, model string, e *openai.Error) (int, error) {
+	failed := 0
+	for {
+		ids, err := s.rdb.ZRange(ctx, s.queueKey(model), 0, 255).Result()
+		if err != nil {
+			return failed, fmt.Errorf("list queue of %s: %w", model, err)
+		}
+		if len(ids) == 0 {
+			return failed, nil
+		}
+		for _, id := range ids {
+			ok, err := s.Finish(ctx, id, Outcome{Status: StatusFailed, Error: e})
+			if err != nil {
+				return failed, err
+			}
+			if ok {
+				failed++
+			} else {
+				// Not queued any more (canceled meanwhile): drop the stale entry.
+				s.rdb.ZRem(ctx, s.queueKey(model), id)
+			}
+		}
+	}
+}
+
+// cancelScript cancels a queued job at once, or flags a running one and
+// asks its executor to abort. It returns the status the job had.
+var cancelScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return false end
+if st == 'running' then
+  redis.call('HSET', KEYS[1], 'cancel_requested', '1')
+  redis.call('PUBLISH', ARGV[2], ARGV[1])
+end
+return st
+`)
+
+// Cancel cancels job id. A queued job becomes canceled now; a running job
+// is aborted by its executor, which records the canceled outcome. The
+// status the job had before is returned (ErrNotFound if none).
+func (s *Store) Cancel(ctx context.Context, id, reason string) (Status, error) {
+	st, err := cancelScript.Run(ctx, s.rdb, []string{s.jobKey(id)}, id, s.cancelChannel()).Text()
+	if errors.Is(err, redis.Nil) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("cancel job %s: %w", id, err)
+	}
+	if Status(st) == StatusQueued {
+		_, err := s.Finish(ctx, id, Outcome{Status: StatusCanceled,
+			Error: openai.Errorf(499, "canceled", "canceled", "", "%s", reason)})
+		if err != nil {
+			return StatusQueued, err
+		}
+	}
+	return Status(st), nil
+}
+
+// Chunk is one entry of a job's chunk log.
+type Chunk struct {
+	ID   string
+	Data []byte
+}
+
+// Chunks returns the chunks logged after the chunk id after ("" for all).
+func (s *Store) Chunks(ctx context.Context, id, after string) ([]Chunk, error) {
+	if after == "" {
+		after = "0-0"
+	}
+	res, err := s.rdb.XRead(ctx, &redis.XReadArgs{
+		Streams: []string{s.streamKey(id), after},
+		Block:   -1,
+	}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read chunks of job %s: %w", id, err)
+	}
+	var out []Chunk
+	for _, st := range res {
+		for _, m := range st.Messages {
+			d, _ := m.Values["d"].(string)
+			out = append(out, Chunk{ID: m.ID, Data: []byte(d)})
+		}
+	}
+	return out, nil
+}
+
+// Orphans lists running jobs claimed by a generation older than gen:
+// their executor died with its leader.
+func (s *Store) Orphans(ctx context.Context, gen int64) ([]string, error) {
+	ids, err := s.rdb.ZRangeByScore(ctx, s.runningKey(), &redis.ZRangeBy{
+		Min: "-inf", Max: "(" + strconv.FormatInt(gen, 10),
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list orphaned jobs: %w", err)
+	}
+	return ids, nil
+}
+
+// NextGeneration increments and returns the slot's leader generation.
+// Every leadership term has its own, so jobs can be told apart by term.
+func (s *Store) NextGeneration(ctx context.Context, slot string) (int64, error) {
+	g, err := s.rdb.Incr(ctx, s.genKey(slot)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("next generation of slot %s: %w", slot, err)
+	}
+	return g, nil
+}

@@ -1,0 +1,103 @@
+package jobstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Phase is what a slot is doing.
+type Phase string
+
+// Slot phases.
+const (
+	PhaseIdle     Phase = "idle"     // no model loaded
+	PhaseDraining Phase = "draining" // waiting for in-flight requests before a switch
+	PhaseStopping Phase = "stopping" // the old model is being stopped
+	PhaseStarting Phase = "starting" // the new model is loading
+	PhaseReady    Phase = "ready"    // the active model serves
+	PhaseFailed   Phase = "failed"   // the last start failed; nothing loaded
+)
+
+// SwitchRecord is the story of one switch, for /status and the logs.
+type SwitchRecord struct {
+	From       string        `json:"from"`
+	To         string        `json:"to"`
+	Reason     string        `json:"reason"`
+	StartedAt  time.Time     `json:"started_at"`
+	Drain      time.Duration `json:"drain_ns"`
+	Stop       time.Duration `json:"stop_ns"`
+	Start      time.Duration `json:"start_ns"`
+	Total      time.Duration `json:"total_ns"`
+	Error      string        `json:"error,omitempty"`
+	Generation int64         `json:"generation"`
+}
+
+// SlotState is what the leader publishes about its slot.
+type SlotState struct {
+	Slot       string        `json:"slot"`
+	Leader     string        `json:"leader"`
+	Generation int64         `json:"generation"`
+	Phase      Phase         `json:"phase"`
+	Active     string        `json:"active_model"`
+	Target     string        `json:"target_model,omitempty"`
+	Backend    string        `json:"backend,omitempty"`
+	InFlight   int           `json:"in_flight"`
+	LastSwitch *SwitchRecord `json:"last_switch,omitempty"`
+	LastError  string        `json:"last_error,omitempty"`
+	Decisions  []string      `json:"recent_decisions,omitempty"`
+	UpdatedAt  time.Time     `json:"updated_at"`
+}
+
+// PutState publishes the slot state.
+func (s *Store) PutState(ctx context.Context, st *SlotState) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encode slot state: %w", err)
+	}
+	if err := s.rdb.Set(ctx, s.stateKey(st.Slot), b, 0).Err(); err != nil {
+		return fmt.Errorf("publish slot state: %w", err)
+	}
+	return nil
+}
+
+// State reads the slot state; nil when no leader ever published one.
+func (s *Store) State(ctx context.Context, slot string) (*SlotState, error) {
+	b, err := s.rdb.Get(ctx, s.stateKey(slot)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read slot state: %w", err)
+	}
+	var st SlotState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("decode slot state: %w", err)
+	}
+	return &st, nil
+}
+
+// Heartbeat records that leader leads slot, for ttl.
+func (s *Store) Heartbeat(ctx context.Context, slot, leader string, ttl time.Duration) error {
+	if err := s.rdb.Set(ctx, s.leaderKey(slot), leader, ttl).Err(); err != nil {
+		return fmt.Errorf("leader heartbeat: %w", err)
+	}
+	return nil
+}
+
+// Leader returns the live leader of slot, or "" when none has beaten its
+// heart recently.
+func (s *Store) Leader(ctx context.Context, slot string) (string, error) {
+	v, err := s.rdb.Get(ctx, s.leaderKey(slot)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read leader: %w", err)
+	}
+	return v, nil
+}

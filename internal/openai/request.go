@@ -1,0 +1,288 @@
+package openai
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// MaxNesting bounds the nesting depth of a request body: deeper documents
+// are refused before any decoder walks them.
+const MaxNesting = 64
+
+// Request is what the switchboard needs to know about an inference
+// request; everything else in the body passes through untouched.
+type Request struct {
+	Model  string
+	Stream bool
+	Async  bool
+}
+
+// InspectRequest validates body as a JSON object and reads model, stream
+// and async. Client mistakes come back as *Error with status 400.
+func InspectRequest(body []byte) (Request, error) {
+	var req Request
+	if err := checkNesting(body); err != nil {
+		return req, err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) || (len(bytes.TrimSpace(body)) > 0 && bytes.TrimSpace(body)[0] != '{') {
+			return req, BadRequest("", "request body must be a JSON object")
+		}
+		return req, BadRequest("", "request body is not valid JSON: %v", err)
+	}
+	if fields == nil {
+		return req, BadRequest("", "request body must be a JSON object")
+	}
+	raw, ok := fields["model"]
+	if !ok {
+		return req, BadRequest("model", "you must provide a model parameter")
+	}
+	if err := json.Unmarshal(raw, &req.Model); err != nil || req.Model == "" {
+		return req, BadRequest("model", "model must be a non-empty string")
+	}
+	for _, f := range []struct {
+		name string
+		dst  *bool
+	}{{"stream", &req.Stream}, {"async", &req.Async}} {
+		raw, ok := fields[f.name]
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		if err := json.Unmarshal(raw, f.dst); err != nil {
+			return req, BadRequest(f.name, "%s must be a boolean", f.name)
+		}
+	}
+	if req.Stream && req.Async {
+		return req, BadRequest("async", "async and stream cannot both be true")
+	}
+	return req, nil
+}
+
+// checkNesting refuses documents nested deeper than MaxNesting.
+func checkNesting(body []byte) error {
+	depth, inString, escaped := 0, false, false
+	for _, c := range body {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			switch c {
+			case '\\':
+				escaped = true
+			case '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+			if depth > MaxNesting {
+				return BadRequest("", "request body is nested deeper than %d levels", MaxNesting)
+			}
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return nil
+}
+
+// RewriteRequest returns body with the top-level "model" set to model and
+// the switchboard's own "async" field removed; every other byte stays.
+func RewriteRequest(body []byte, model string) ([]byte, error) {
+	out, err := ReplaceTopLevelString(body, "model", model)
+	if err != nil {
+		return nil, err
+	}
+	return RemoveTopLevel(out, "async")
+}
+
+// ReplaceTopLevelString replaces the value of the top-level key with the
+// JSON string s, leaving every other byte of doc as it was. A document
+// without the key is returned unchanged.
+func ReplaceTopLevelString(doc []byte, key, s string) ([]byte, error) {
+	start, end, _, _, err := findTopLevel(doc, key)
+	if err != nil || start < 0 {
+		return doc, err
+	}
+	val, _ := json.Marshal(s) // a string cannot fail to marshal
+	out := make([]byte, 0, len(doc)-(end-start)+len(val))
+	out = append(out, doc[:start]...)
+	out = append(out, val...)
+	return append(out, doc[end:]...), nil
+}
+
+// RemoveTopLevel deletes the top-level key (and its value and one comma)
+// from doc, leaving every other byte as it was.
+func RemoveTopLevel(doc []byte, key string) ([]byte, error) {
+	_, _, memberStart, memberEnd, err := findTopLevel(doc, key)
+	if err != nil || memberStart < 0 {
+		return doc, err
+	}
+	out := make([]byte, 0, len(doc))
+	out = append(out, doc[:memberStart]...)
+	return append(out, doc[memberEnd:]...), nil
+}
+
+// findTopLevel scans a JSON object for key and returns the byte span of
+// its value and of the whole member (including a separating comma), or
+// -1s when the key is absent.
+func findTopLevel(doc []byte, key string) (valStart, valEnd, memberStart, memberEnd int, err error) {
+	s := scanner{b: doc}
+	s.ws()
+	if !s.eat('{') {
+		return -1, -1, -1, -1, errNotObject
+	}
+	prevEnd := s.i // end of '{' or of the previous value
+	first := true
+	for {
+		s.ws()
+		if s.eat('}') {
+			return -1, -1, -1, -1, nil
+		}
+		if !first {
+			if !s.eat(',') {
+				return -1, -1, -1, -1, errNotObject
+			}
+			s.ws()
+		}
+		keyStart := s.i
+		k, ok := s.str()
+		if !ok {
+			return -1, -1, -1, -1, errNotObject
+		}
+		s.ws()
+		if !s.eat(':') {
+			return -1, -1, -1, -1, errNotObject
+		}
+		s.ws()
+		vs := s.i
+		if !s.value() {
+			return -1, -1, -1, -1, errNotObject
+		}
+		ve := s.i
+		if k == key {
+			ms, me := prevEnd, ve
+			if first {
+				// Remove "key": v and the comma after it, if any.
+				ms = keyStart
+				t := scanner{b: doc, i: ve}
+				t.ws()
+				if t.eat(',') {
+					t.ws()
+					me = t.i
+				}
+			}
+			return vs, ve, ms, me, nil
+		}
+		prevEnd = ve
+		first = false
+	}
+}
+
+var errNotObject = BadRequest("", "request body must be a JSON object")
+
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (s *scanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+func (s *scanner) eat(c byte) bool {
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// str consumes a JSON string and returns its decoded value.
+func (s *scanner) str() (string, bool) {
+	start := s.i
+	if !s.eat('"') {
+		return "", false
+	}
+	escaped := false
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		s.i++
+		switch {
+		case escaped:
+			escaped = false
+		case c == '\\':
+			escaped = true
+		case c == '"':
+			raw := s.b[start:s.i]
+			if !bytes.ContainsRune(raw, '\\') {
+				return string(raw[1 : len(raw)-1]), true
+			}
+			var v string
+			if json.Unmarshal(raw, &v) != nil {
+				return "", false
+			}
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// value consumes one JSON value of any kind.
+func (s *scanner) value() bool {
+	if s.i >= len(s.b) {
+		return false
+	}
+	switch s.b[s.i] {
+	case '"':
+		_, ok := s.str()
+		return ok
+	case '{', '[':
+		depth := 0
+		for s.i < len(s.b) {
+			switch s.b[s.i] {
+			case '"':
+				if _, ok := s.str(); !ok {
+					return false
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					s.i++
+					return true
+				}
+			}
+			s.i++
+		}
+		return false
+	default:
+		start := s.i
+		for s.i < len(s.b) {
+			switch s.b[s.i] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return s.i > start
+			}
+			s.i++
+		}
+		return s.i > start
+	}
+}
+
+// String renders a request for logs.
+func (r Request) String() string {
+	return fmt.Sprintf("model=%q stream=%t async=%t", r.Model, r.Stream, r.Async)
+}

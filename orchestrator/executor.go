@@ -1,0 +1,175 @@
+package orchestrator
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/llm-switchboard/llm-switchboard/internal/jobstore"
+	"github.com/llm-switchboard/llm-switchboard/internal/openai"
+)
+
+// maxResultBytes bounds a non-streaming backend response kept in Redis.
+const maxResultBytes = 64 << 20
+
+// dispatch claims up to n queued jobs of the active model and starts them
+// against its backend.
+func (l *leader) dispatch(ctx context.Context, model string, n int) error {
+	if model != l.state.Active || l.state.Phase != jobstore.PhaseReady {
+		// The scheduler only dispatches to the ready active model; this
+		// guard keeps invariant 2 even if that ever changed.
+		return fmt.Errorf("refusing to dispatch to %s: active is %q in phase %s", model, l.state.Active, l.state.Phase)
+	}
+	jobs, err := l.o.opts.Store.Claim(ctx, model, n, l.gen)
+	if err != nil {
+		return err
+	}
+	backend := l.backend
+	timeout := l.o.opts.Config.Orchestrator.InferenceTimeout
+	for _, j := range jobs {
+		jctx, cancel := context.WithCancelCause(ctx)
+		l.running[j.ID] = &runningJob{model: model, cancel: cancel}
+		l.wg.Go(func() {
+			defer cancel(nil)
+			tctx, stop := context.WithTimeoutCause(jctx, timeout, errInferenceLimit)
+			defer stop()
+			l.execute(tctx, j, backend)
+			select {
+			case l.finished <- jobDone{id: j.ID, model: model}:
+			case <-ctx.Done():
+			}
+		})
+	}
+	l.state.InFlight = len(l.running)
+	return nil
+}
+
+// execute sends one job to the backend and records its outcome. It always
+// records one: a job never stays running because its executor returned.
+func (l *leader) execute(ctx context.Context, j *jobstore.Job, b Backend) {
+	log := l.log.With("job_id", j.ID, "model", j.Model)
+	outcome := l.call(ctx, j, b)
+	// Record the outcome even if ctx was canceled: that is exactly when
+	// it matters most.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := l.o.opts.Store.Finish(rctx, j.ID, outcome); err != nil {
+		log.Error("recording job outcome failed", "status", outcome.Status, "error", err)
+		return
+	}
+	log.Debug("job finished", "status", outcome.Status, "backend_status", outcome.ResultStatus)
+}
+
+// call performs the backend request. For streaming jobs each SSE event is
+// appended to the job's chunk log as it arrives.
+func (l *leader) call(ctx context.Context, j *jobstore.Job, b Backend) jobstore.Outcome {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.URL+j.Path, bytes.NewReader(j.Body))
+	if err != nil {
+		return failed(http.StatusInternalServerError, openai.TypeServer, "build backend request: %v", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Request-Id", j.ID)
+	if j.Stream() {
+		req.Header.Set("Accept", "text/event-stream")
+	}
+	resp, err := l.o.opts.HTTPClient.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return l.abortOutcome(ctx)
+		}
+		return failed(http.StatusBadGateway, openai.TypeServer, "backend %s unreachable: %v", j.Model, err)
+	}
+	defer resp.Body.Close()
+
+	ctype := resp.Header.Get("Content-Type")
+	if mt, _, _ := mime.ParseMediaType(ctype); j.Stream() && resp.StatusCode == http.StatusOK && mt == "text/event-stream" {
+		return l.relay(ctx, j, resp.Body)
+	}
+
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResultBytes+1))
+	if err != nil {
+		if ctx.Err() != nil {
+			return l.abortOutcome(ctx)
+		}
+		return failed(http.StatusBadGateway, openai.TypeServer, "read backend response: %v", err)
+	}
+	if len(body) > maxResultBytes {
+		return failed(http.StatusBadGateway, openai.TypeServer, "backend response larger than %d bytes", maxResultBytes)
+	}
+	o := jobstore.Outcome{Status: jobstore.StatusSucceeded, ResultStatus: resp.StatusCode, ResultType: ctype, Result: body}
+	if resp.StatusCode >= 300 {
+		o.Status = jobstore.StatusFailed
+		o.Error = openai.ParseError(resp.StatusCode, body)
+		if o.Error == nil {
+			o.Error = openai.Errorf(resp.StatusCode, openai.TypeServer, "", "", "backend answered %d: %s",
+				resp.StatusCode, truncate(body, 512))
+		}
+	}
+	return o
+}
+
+// relay copies a backend SSE stream into the job's chunk log.
+func (l *leader) relay(ctx context.Context, j *jobstore.Job, body io.Reader) jobstore.Outcome {
+	r := openai.NewSSEReader(body)
+	sawDone := false
+	for {
+		data, err := r.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return l.abortOutcome(ctx)
+			}
+			if errors.Is(err, io.EOF) && sawDone {
+				return jobstore.Outcome{Status: jobstore.StatusSucceeded, ResultStatus: http.StatusOK, ResultType: "text/event-stream"}
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return failed(http.StatusBadGateway, openai.TypeServer, "backend %s ended the stream before [DONE]", j.Model)
+			}
+			return failed(http.StatusBadGateway, openai.TypeServer, "read backend stream: %v", err)
+		}
+		if bytes.Equal(data, openai.Done) {
+			sawDone = true
+		}
+		if err := l.o.opts.Store.AppendChunk(ctx, j, data); err != nil {
+			if ctx.Err() != nil {
+				return l.abortOutcome(ctx)
+			}
+			return failed(http.StatusServiceUnavailable, openai.TypeServer, "store stream chunk: %v", err)
+		}
+	}
+}
+
+// abortOutcome says why a job's context ended.
+func (l *leader) abortOutcome(ctx context.Context) jobstore.Outcome {
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, errCanceled):
+		return jobstore.Outcome{Status: jobstore.StatusCanceled,
+			Error: openai.Errorf(499, "canceled", "canceled", "", "the job was canceled")}
+	case errors.Is(cause, errInferenceLimit):
+		return failed(http.StatusGatewayTimeout, openai.TypeTimeout,
+			"the backend did not finish within inference_timeout %s", l.o.opts.Config.Orchestrator.InferenceTimeout)
+	case errors.Is(cause, errDrainTimeout):
+		return failed(http.StatusServiceUnavailable, openai.TypeServer,
+			"aborted: the model was being switched and drain_timeout %s passed; retry the request",
+			l.o.opts.Config.Orchestrator.DrainTimeout)
+	default:
+		return failed(http.StatusServiceUnavailable, openai.TypeServer,
+			"aborted: the orchestrator stopped while the job ran (%v); retry the request", cause)
+	}
+}
+
+func failed(status int, typ, format string, args ...any) jobstore.Outcome {
+	return jobstore.Outcome{Status: jobstore.StatusFailed, Error: openai.Errorf(status, typ, "", "", format, args...)}
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	return string(b[:n]) + "..."
+}

@@ -1,0 +1,11 @@
+//go:build !linux
+
+package localrt
+
+import "syscall"
+
+// sysProcAttr puts the backend in its own process group, so a stop
+// reaches its workers too.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true}
+}
