@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/llm-switchboard/llm-switchboard/internal/config"
+)
+
+// runDev runs the embedded all-in-one switchboard.
+func runDev(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	var c commonFlags
+	c.register(fs, "")
+	if err := parseFlags(fs, args, stderr, "dev [-config path/to/gateway.hcl] (default: the built-in dev config)"); err != nil {
+		return err
+	}
+	log, err := c.logger("switchboard", stderr)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(c.config, config.LoadOptions{})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Gateway.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s (GATEWAY_LISTEN): %w", cfg.Gateway.Listen, err)
+	}
+	st, err := startStack(ctx, cfg, ln, log)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	log.Info("switchboard dev mode ready", "url", "http://"+st.Addr, "models", cfg.ModelNames())
+	runErr := st.wait(ctx)
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Orchestrator.StopGrace+10*time.Second)
+	defer cancel()
+	return errors.Join(runErr, st.shutdown(sctx))
+}
