@@ -49,18 +49,26 @@ type e2e struct {
 	client openai.Client
 }
 
+// e2eOptions vary the stack a test starts.
+type e2eOptions struct {
+	// env is the environment the config sees (REDIS_URL is set for you).
+	env map[string]string
+	// flags are extra mockllm flags per model name.
+	flags map[string][]string
+}
+
 // startE2E writes a config with free ports and fast fake backends, and
 // starts the embedded stack against a real redis-server.
-func startE2E(t *testing.T, extraEnv map[string]string, backendFlags ...string) *e2e {
+func startE2E(t *testing.T, opts e2eOptions) *e2e {
 	t.Helper()
 	redis := redistest.Start(t)
 	dir := t.TempDir()
 	var models strings.Builder
-	flags := `"--load-delay", "200ms", "--ttft", "5ms", "--tokens-per-second", "500"`
-	for _, f := range backendFlags {
-		flags += fmt.Sprintf(", %q", f)
-	}
 	for _, m := range testModels {
+		flags := `"--load-delay", "200ms", "--ttft", "5ms", "--tokens-per-second", "500"`
+		for _, f := range opts.flags[m.name] {
+			flags += fmt.Sprintf(", %q", f)
+		}
 		fmt.Fprintf(&models, `model %q {
   aliases     = [%q]
   served_name = %q
@@ -91,7 +99,7 @@ orchestrator {
 		t.Fatal(err)
 	}
 	env := map[string]string{"REDIS_URL": redis.URL}
-	for k, v := range extraEnv {
+	for k, v := range opts.env {
 		env[k] = v
 	}
 	cfg, err := config.Load(filepath.Join(dir, "gateway.hcl"), config.LoadOptions{
@@ -198,7 +206,7 @@ func (e *e2e) chat(ctx context.Context, model, served, prompt string, stream boo
 // all models at once. Every answer must come from the right backend, and
 // the runtime must never have had two backends alive.
 func TestE2E_SwitchesModels(t *testing.T) {
-	e := startE2E(t, nil)
+	e := startE2E(t, e2eOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -263,7 +271,8 @@ func TestE2E_SwitchesModels(t *testing.T) {
 // TestE2E_Auth checks keys: Bearer and X-API-Key work, a missing or wrong
 // key is a 401 in OpenAI's shape, a user key cannot read /status.
 func TestE2E_Auth(t *testing.T) {
-	e := startE2E(t, map[string]string{"GATEWAY_API_KEY": "user-key-1, user-key-2", "GATEWAY_ADMIN_API_KEY": "admin-key"})
+	e := startE2E(t, e2eOptions{env: map[string]string{
+		"GATEWAY_API_KEY": "user-key-1, user-key-2", "GATEWAY_ADMIN_API_KEY": "admin-key"}})
 	body := `{"model":"qwen3","messages":[{"role":"user","content":"hi"}],"max_tokens":3}`
 	tests := []struct {
 		name   string
@@ -310,7 +319,7 @@ func TestE2E_Auth(t *testing.T) {
 // TestE2E_ClientMistakes checks that bad requests get a clear 4xx in
 // OpenAI's shape and create no job.
 func TestE2E_ClientMistakes(t *testing.T) {
-	e := startE2E(t, nil)
+	e := startE2E(t, e2eOptions{})
 	tests := []struct {
 		name, path, body string
 		want             int
