@@ -86,15 +86,26 @@ func New(opts Options) (*Server, error) {
 		waiters:    newWaiters(),
 		subscribed: make(chan struct{}),
 	}
+	if err := CheckExposure(opts.Config); err != nil {
+		return nil, err
+	}
 	if s.keys.empty() {
-		if !isLoopback(opts.Config.Gateway.Listen) {
-			return nil, fmt.Errorf("refusing to listen on %s without API keys: set GATEWAY_API_KEY (and GATEWAY_ADMIN_API_KEY), or listen on a loopback address",
-				opts.Config.Gateway.Listen)
-		}
 		s.log.Warn("no API keys configured: serving without authentication on loopback only", "listen", opts.Config.Gateway.Listen)
 	}
 	s.router = s.routes()
 	return s, nil
+}
+
+// CheckExposure refuses a configuration that would serve without API keys
+// on anything but a loopback address. Callers may run it before opening
+// any connection; New runs it too.
+func CheckExposure(cfg *config.Config) error {
+	g := cfg.Gateway
+	if len(g.UserKeys)+len(g.AdminKeys) == 0 && !isLoopback(g.Listen) {
+		return fmt.Errorf("refusing to listen on %s without API keys: set GATEWAY_API_KEY (and GATEWAY_ADMIN_API_KEY), or listen on a loopback address",
+			g.Listen)
+	}
+	return nil
 }
 
 // isLoopback reports whether a listen address binds only loopback.

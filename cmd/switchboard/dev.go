@@ -9,6 +9,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/llm-switchboard/llm-switchboard/gateway"
 	"github.com/llm-switchboard/llm-switchboard/internal/config"
 )
 
@@ -26,6 +27,9 @@ func runDev(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	cfg, err := loadConfig(c.config, config.LoadOptions{})
 	if err != nil {
+		return err
+	}
+	if err := gateway.CheckExposure(cfg); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.Gateway.Listen)

@@ -31,6 +31,9 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := gateway.CheckExposure(cfg); err != nil {
+		return err
+	}
 	rc, err := openRedis(ctx, cfg, false, log)
 	if err != nil {
 		return err
