@@ -110,6 +110,8 @@ func TestFiles_Dev(t *testing.T) {
 		DrainTimeout:     30 * time.Second,
 		StopTimeout:      30 * time.Second,
 		StopGrace:        5 * time.Second,
+		Canary:           true,
+		CanaryTimeout:    time.Minute,
 	}
 	if o != want {
 		t.Fatalf("orchestrator = %+v, want %+v", o, want)

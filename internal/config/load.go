@@ -35,13 +35,19 @@ func Default() *Config {
 			KeyPrefix: "sb:",
 		},
 		Nomad: Nomad{
-			Address:   "http://127.0.0.1:4646",
-			Namespace: "default",
-			Region:    "global",
+			Address:        "http://127.0.0.1:4646",
+			Namespace:      "default",
+			Region:         "global",
+			JobPrefix:      "sb-",
+			MemoryHeadroom: 4 << 30,
+			MemoryTimeout:  3 * time.Minute,
 		},
 		Consul: Consul{
-			Address: "http://127.0.0.1:8500",
-			LockKey: "llm-switchboard/leader",
+			Address:    "http://127.0.0.1:8500",
+			LockKey:    "llm-switchboard/leader",
+			SessionTTL: 15 * time.Second,
+			LockDelay:  15 * time.Second,
+			KVPrefix:   "llm-switchboard/state/",
 		},
 		Orchestrator: Orchestrator{
 			Runtime:          RuntimeNomad,
@@ -51,6 +57,8 @@ func Default() *Config {
 			DrainTimeout:     2 * time.Minute,
 			StopTimeout:      5 * time.Minute,
 			StopGrace:        30 * time.Second,
+			Canary:           true,
+			CanaryTimeout:    time.Minute,
 		},
 		Scheduler: Scheduler{
 			MaxWait:      10 * time.Minute,
@@ -216,6 +224,15 @@ type nomadBlock struct {
 	NamespaceRange hcl.Range `hcl:"namespace,attr_value_range"`
 	Region         *string   `hcl:"region,optional"`
 	RegionRange    hcl.Range `hcl:"region,attr_value_range"`
+	JobPrefix      *string   `hcl:"job_prefix,optional"`
+	JobPrefixRange hcl.Range `hcl:"job_prefix,attr_value_range"`
+	PurgeOnStop    *bool     `hcl:"purge_on_stop,optional"`
+	NodeID         *string   `hcl:"node_id,optional"`
+	NodeIDRange    hcl.Range `hcl:"node_id,attr_value_range"`
+	Headroom       *string   `hcl:"memory_headroom,optional"`
+	HeadroomRange  hcl.Range `hcl:"memory_headroom,attr_value_range"`
+	MemTimeout     *string   `hcl:"memory_timeout,optional"`
+	MemTimeoutRng  hcl.Range `hcl:"memory_timeout,attr_value_range"`
 }
 
 type consulBlock struct {
@@ -223,6 +240,12 @@ type consulBlock struct {
 	AddressRange hcl.Range `hcl:"address,attr_value_range"`
 	LockKey      *string   `hcl:"lock_key,optional"`
 	LockKeyRange hcl.Range `hcl:"lock_key,attr_value_range"`
+	SessionTTL   *string   `hcl:"session_ttl,optional"`
+	TTLRange     hcl.Range `hcl:"session_ttl,attr_value_range"`
+	LockDelay    *string   `hcl:"lock_delay,optional"`
+	DelayRange   hcl.Range `hcl:"lock_delay,attr_value_range"`
+	KVPrefix     *string   `hcl:"kv_prefix,optional"`
+	KVRange      hcl.Range `hcl:"kv_prefix,attr_value_range"`
 }
 
 type orchestratorBlock struct {
@@ -240,6 +263,9 @@ type orchestratorBlock struct {
 	StopTimeoutRange      hcl.Range `hcl:"stop_timeout,attr_value_range"`
 	StopGrace             *string   `hcl:"stop_grace,optional"`
 	StopGraceRange        hcl.Range `hcl:"stop_grace,attr_value_range"`
+	Canary                *bool     `hcl:"canary,optional"`
+	CanaryTimeout         *string   `hcl:"canary_timeout,optional"`
+	CanaryTimeoutRange    hcl.Range `hcl:"canary_timeout,attr_value_range"`
 }
 
 type schedulerBlock struct {
@@ -283,10 +309,29 @@ func (l *loader) applyGateway(gf *gatewayFile) {
 		l.setString(&c.Nomad.Address, b.Address, b.AddressRange, "nomad.address", checkAgentURL)
 		l.setString(&c.Nomad.Namespace, b.Namespace, b.NamespaceRange, "nomad.namespace", checkNonEmpty)
 		l.setString(&c.Nomad.Region, b.Region, b.RegionRange, "nomad.region", checkNonEmpty)
+		l.setString(&c.Nomad.JobPrefix, b.JobPrefix, b.JobPrefixRange, "nomad.job_prefix", checkJobPrefix)
+		if b.PurgeOnStop != nil {
+			c.Nomad.PurgeOnStop = *b.PurgeOnStop
+		}
+		l.setString(&c.Nomad.NodeID, b.NodeID, b.NodeIDRange, "nomad.node_id", nil)
+		if b.Headroom != nil {
+			if n, err := parseSize(*b.Headroom); err != nil {
+				l.check(b.HeadroomRange, "nomad.memory_headroom", err)
+			} else {
+				c.Nomad.MemoryHeadroom = n
+			}
+		}
+		l.setDuration(&c.Nomad.MemoryTimeout, b.MemTimeout, b.MemTimeoutRng, "nomad.memory_timeout")
 	}
 	if b := gf.Consul; b != nil {
 		l.setString(&c.Consul.Address, b.Address, b.AddressRange, "consul.address", checkConsulAddress)
 		l.setString(&c.Consul.LockKey, b.LockKey, b.LockKeyRange, "consul.lock_key", checkLockKey)
+		l.setDuration(&c.Consul.SessionTTL, b.SessionTTL, b.TTLRange, "consul.session_ttl")
+		if b.SessionTTL != nil && c.Consul.SessionTTL < 10*time.Second {
+			l.check(b.TTLRange, "consul.session_ttl", fmt.Errorf("%s is below Consul's minimum session TTL of 10s", c.Consul.SessionTTL))
+		}
+		l.setDuration(&c.Consul.LockDelay, b.LockDelay, b.DelayRange, "consul.lock_delay")
+		l.setString(&c.Consul.KVPrefix, b.KVPrefix, b.KVRange, "consul.kv_prefix", checkLockKey)
 	}
 	if b := gf.Orchestrator; b != nil {
 		l.setString(&c.Orchestrator.Runtime, b.Runtime, b.RuntimeRange, "orchestrator.runtime", checkRuntime)
@@ -296,6 +341,10 @@ func (l *loader) applyGateway(gf *gatewayFile) {
 		l.setDuration(&c.Orchestrator.DrainTimeout, b.DrainTimeout, b.DrainTimeoutRange, "orchestrator.drain_timeout")
 		l.setDuration(&c.Orchestrator.StopTimeout, b.StopTimeout, b.StopTimeoutRange, "orchestrator.stop_timeout")
 		l.setDuration(&c.Orchestrator.StopGrace, b.StopGrace, b.StopGraceRange, "orchestrator.stop_grace")
+		if b.Canary != nil {
+			c.Orchestrator.Canary = *b.Canary
+		}
+		l.setDuration(&c.Orchestrator.CanaryTimeout, b.CanaryTimeout, b.CanaryTimeoutRange, "orchestrator.canary_timeout")
 	}
 	if b := gf.Scheduler; b != nil {
 		if b.DefaultModel != nil {
@@ -312,6 +361,16 @@ func (l *loader) applyGateway(gf *gatewayFile) {
 func checkRuntime(s string) error {
 	if s != RuntimeNomad && s != RuntimeLocal {
 		return fmt.Errorf("%q is not a runtime; want %q (production) or %q (child processes, dev mode)", s, RuntimeNomad, RuntimeLocal)
+	}
+	return nil
+}
+
+// checkJobPrefix keeps Nomad job ids valid: letters, digits, - _ . only.
+func checkJobPrefix(s string) error {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Errorf("%q may only hold letters, digits, '-', '_' and '.'", s)
+		}
 	}
 	return nil
 }

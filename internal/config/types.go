@@ -68,12 +68,33 @@ type Nomad struct {
 	Address   string // env NOMAD_ADDR
 	Namespace string
 	Region    string
+	// JobPrefix starts the Nomad job id of every model ("sb-" + model).
+	JobPrefix string
+	// PurgeOnStop purges a model's job when it is stopped; by default the
+	// job stays (dead) so `nomad job status` keeps its history.
+	PurgeOnStop bool
+	// NodeID is the GPU node whose memory the barrier watches; empty
+	// means the only node of the cluster (or the node that ran the last
+	// model).
+	NodeID string
+	// MemoryHeadroom is added to a model's memory footprint: the barrier
+	// waits until the node has footprint + headroom available.
+	MemoryHeadroom int64
+	// MemoryTimeout bounds the barrier; past it the slot is wedged.
+	MemoryTimeout time.Duration
 }
 
-// Consul configures the production lock.
+// Consul configures the production lock and service registration.
 type Consul struct {
 	Address string // env CONSUL_HTTP_ADDR
 	LockKey string
+	// SessionTTL and LockDelay tune the leader session: a dead leader's
+	// lock is free after at most 2xTTL, then LockDelay.
+	SessionTTL time.Duration
+	LockDelay  time.Duration
+	// KVPrefix is where the leader publishes the slot state for the
+	// Consul UI.
+	KVPrefix string
 }
 
 // Orchestrator configures the leader's switcher and executor.
@@ -93,6 +114,11 @@ type Orchestrator struct {
 	StopTimeout time.Duration
 	// StopGrace is how long the local runtime waits after SIGTERM before SIGKILL.
 	StopGrace time.Duration
+	// Canary sends one tiny completion to a model that turned healthy and
+	// requires an answer before it serves (vLLM's /health can be green
+	// while decoding is stuck). CanaryTimeout bounds it.
+	Canary        bool
+	CanaryTimeout time.Duration
 }
 
 // Scheduler configures the switching policy.
