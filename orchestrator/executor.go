@@ -20,7 +20,7 @@ const maxResultBytes = 64 << 20
 // dispatch claims up to n queued jobs of the active model and starts them
 // against its backend.
 func (l *leader) dispatch(ctx context.Context, model string, n int) error {
-	if model != l.state.Active || l.state.Phase != jobstore.PhaseReady {
+	if model != l.state.Active || l.backend.URL == "" || (l.switching && !l.preflighting) {
 		// The scheduler only dispatches to the ready active model; this
 		// guard keeps invariant 2 even if that ever changed.
 		return fmt.Errorf("refusing to dispatch to %s: active is %q in phase %s", model, l.state.Active, l.state.Phase)

@@ -59,3 +59,33 @@ type Lock interface {
 type Held interface {
 	Check(ctx context.Context) error
 }
+
+// Optional Runtime capabilities. The orchestrator uses each one a runtime
+// has; the local runtime has few, the Nomad runtime all.
+
+// Preflighter checks, before anything is stopped, that a model can start:
+// make before break. running names the models that hold resources now, so
+// their holdings do not count as a problem.
+type Preflighter interface {
+	Preflight(ctx context.Context, m *config.Model, running []string) error
+}
+
+// MemoryWaiter blocks after a stop until the node has memory for m again
+// ("allocation complete" is not "memory free" on unified memory). An
+// error means the slot is wedged: nothing must be started.
+type MemoryWaiter interface {
+	WaitMemory(ctx context.Context, m *config.Model) error
+}
+
+// AdoptionChecker tells whether a running model was started from the
+// current configuration, so a new leader may adopt it instead of
+// restarting it. Runtimes without it have every running model adoptable.
+type AdoptionChecker interface {
+	Adoptable(ctx context.Context, m *config.Model) (bool, error)
+}
+
+// Describer reports what the runtime knows of a model's backend (job id,
+// status, allocation) for /status.
+type Describer interface {
+	Describe(ctx context.Context, model string) (map[string]string, error)
+}

@@ -34,6 +34,14 @@ type Options struct {
 	// HeartbeatInterval is how often the leader refreshes its liveness
 	// key and state; default 2s.
 	HeartbeatInterval time.Duration
+	// StateSink, when set, also receives every published slot state
+	// (Consul KV, so the Consul UI shows it).
+	StateSink StateSink
+}
+
+// StateSink receives the slot state the leader publishes.
+type StateSink interface {
+	PublishState(ctx context.Context, st *jobstore.SlotState) error
 }
 
 // Orchestrator competes for the lock and, while it holds it, leads.
@@ -119,7 +127,8 @@ func (o *Orchestrator) lead(ctx context.Context, held Held) error {
 		progress: make(chan switchProgress, 16),
 		running:  make(map[string]*runningJob),
 		state: jobstore.SlotState{
-			Slot: cfg.Orchestrator.Slot, Leader: o.opts.ID, Generation: gen, Phase: jobstore.PhaseIdle,
+			Slot: cfg.Orchestrator.Slot, Leader: o.opts.ID, LeaderSince: o.opts.Now(), Generation: gen,
+			Phase: jobstore.PhaseIdle,
 		},
 	}
 	l.log.Info("leading", "slot", cfg.Orchestrator.Slot, "id", o.opts.ID)
@@ -138,10 +147,19 @@ type runningJob struct {
 	cancel context.CancelCauseFunc
 }
 
-// switchProgress is the switcher's report of its phase, or its end.
+// progressKind says what a switchProgress reports.
+type progressKind int
+
+const (
+	progressPhase     progressKind = iota // the switcher entered phase
+	progressPreflight                     // the preflight ended (err says how)
+	progressDone                          // the switch ended (err says how)
+)
+
+// switchProgress is the switcher's report to the loop.
 type switchProgress struct {
+	kind    progressKind
 	phase   jobstore.Phase
-	done    bool
 	backend Backend
 	err     error
 	record  jobstore.SwitchRecord
@@ -161,15 +179,19 @@ type leader struct {
 	progress chan switchProgress
 	wg       sync.WaitGroup
 
-	state       jobstore.SlotState
-	backend     Backend
-	running     map[string]*runningJob
-	switching   bool
-	target      string
-	drainTimer  *time.Timer
-	drainStart  time.Time
-	unavailable map[string]bool
-	decisions   []string
+	state   jobstore.SlotState
+	backend Backend
+	running map[string]*runningJob
+	// switching is set from the decision to switch until the switch ends;
+	// preflighting while the target is checked and the active model
+	// still serves.
+	switching    bool
+	preflighting bool
+	target       string
+	drainTimer   *time.Timer
+	drainStart   time.Time
+	unavailable  map[string]bool
+	decisions    []string
 }
 
 // Causes with which the leader aborts running jobs.
@@ -268,7 +290,7 @@ func (l *leader) listen(ctx context.Context, sub *jobstore.Subscriber) {
 // step asks the scheduler what to do and does it, until it says wait.
 func (l *leader) step(ctx context.Context) error {
 	cfg := l.o.opts.Config
-	if l.switching && l.state.Phase == jobstore.PhaseDraining && len(l.running) == 0 {
+	if l.switching && !l.preflighting && l.state.Phase == jobstore.PhaseDraining && len(l.running) == 0 {
 		l.startSwitch(ctx)
 		return nil
 	}
@@ -278,6 +300,10 @@ func (l *leader) step(ctx context.Context) error {
 			return err
 		}
 		in := l.input(queues)
+		if l.preflighting {
+			// The active model serves on while its successor is checked.
+			in.Switching = false
+		}
 		d := scheduler.Decide(in, l.o.opts.Now())
 		switch d.Kind {
 		case scheduler.Dispatch:
@@ -285,7 +311,9 @@ func (l *leader) step(ctx context.Context) error {
 				return err
 			}
 		case scheduler.Switch:
-			l.decide(ctx, d.Model, d.Reason)
+			if !l.preflighting {
+				l.decide(ctx, d.Model, d.Reason)
+			}
 			return nil
 		default:
 			return nil
@@ -294,8 +322,10 @@ func (l *leader) step(ctx context.Context) error {
 	return nil
 }
 
-// decide begins a switch to model: stop admitting to the active model and
-// drain it; the switch itself starts when nothing is in flight.
+// decide begins a switch to model. With a runtime that can preflight, the
+// target is checked first while the active model keeps serving; then the
+// active model stops taking work and drains, and the switch itself starts
+// when nothing is in flight.
 func (l *leader) decide(ctx context.Context, model, reason string) {
 	msg := fmt.Sprintf("%s switching to %s: %s", l.o.opts.Now().Format(time.RFC3339), model, reason)
 	l.decisions = append(l.decisions, msg)
@@ -304,11 +334,36 @@ func (l *leader) decide(ctx context.Context, model, reason string) {
 	}
 	l.log.Info("switch decided", "from_model", l.state.Active, "to_model", model, "reason", reason)
 	l.switching, l.target = true, model
-	l.drainStart = l.o.opts.Now()
 	l.state.Target = model
-	l.state.Phase = jobstore.PhaseDraining
 	l.state.LastSwitch = &jobstore.SwitchRecord{From: l.state.Active, To: model, Reason: reason,
-		StartedAt: l.drainStart, Generation: l.gen}
+		StartedAt: l.o.opts.Now(), Generation: l.gen}
+
+	if pf, ok := l.o.opts.Runtime.(Preflighter); ok {
+		l.preflighting = true
+		prevPhase := l.state.Phase
+		l.state.Phase = jobstore.PhasePreflight
+		l.publish(ctx)
+		m := l.o.opts.Config.Model(model)
+		var holding []string
+		if l.state.Active != "" {
+			holding = []string{l.state.Active}
+		}
+		begin := l.o.opts.Now()
+		l.wg.Go(func() {
+			err := pf.Preflight(ctx, m, holding)
+			rec := jobstore.SwitchRecord{Preflight: l.o.opts.Now().Sub(begin)}
+			l.report(ctx, switchProgress{kind: progressPreflight, err: err, record: rec, phase: prevPhase})
+		})
+		return
+	}
+	l.drain(ctx)
+}
+
+// drain stops admitting work to the active model; the switch starts once
+// nothing is in flight (or drain_timeout aborts what is).
+func (l *leader) drain(ctx context.Context) {
+	l.drainStart = l.o.opts.Now()
+	l.state.Phase = jobstore.PhaseDraining
 	if len(l.running) > 0 {
 		l.drainTimer = time.NewTimer(l.o.opts.Config.Orchestrator.DrainTimeout)
 		l.publish(ctx)
@@ -329,46 +384,102 @@ func (l *leader) startSwitch(ctx context.Context) {
 	from := l.state.Active
 	l.state.Active, l.backend = "", Backend{}
 	l.state.Backend = ""
+	l.state.Runtime = nil
 	l.state.Phase = jobstore.PhaseStopping
 	l.publish(ctx)
-	l.wg.Go(func() { l.switchModel(ctx, from, m, rec) })
+	l.wg.Go(func() { l.switchModel(ctx, from, m, rec, false) })
+}
+
+// report hands a switcher event to the loop.
+func (l *leader) report(ctx context.Context, p switchProgress) {
+	select {
+	case l.progress <- p:
+	case <-ctx.Done():
+	}
 }
 
 // onProgress applies the switcher's reports.
 func (l *leader) onProgress(ctx context.Context, p switchProgress) {
-	if !p.done {
+	switch p.kind {
+	case progressPhase:
 		l.state.Phase = p.phase
 		l.publish(ctx)
 		return
+	case progressPreflight:
+		l.preflighting = false
+		l.state.LastSwitch.Preflight = p.record.Preflight
+		if p.err == nil {
+			l.drain(ctx)
+			return
+		}
+		// A broken target never leaves the box empty: the active model
+		// keeps serving and the target's waiters learn why.
+		target := l.target
+		l.switching, l.target, l.state.Target = false, "", ""
+		l.state.Phase = p.phase
+		l.state.LastSwitch.Error = p.err.Error()
+		l.state.LastError = fmt.Sprintf("preflight of %s failed: %v", target, p.err)
+		l.log.Error("preflight failed; keeping the active model", "to_model", target, "active", l.state.Active, "error", p.err)
+		l.failModel(ctx, target, p.err, "model_preflight_failed")
+		l.publish(ctx)
+		return
 	}
+
 	l.switching = false
 	l.state.Target = ""
 	rec := p.record
 	l.state.LastSwitch = &rec
 	if p.err != nil {
 		l.state.Phase = jobstore.PhaseFailed
+		if errors.Is(p.err, ErrWedged) {
+			l.state.Phase = jobstore.PhaseWedged
+		}
 		l.state.LastError = p.err.Error()
-		l.log.Error("switch failed", "to_model", rec.To, "error", p.err)
-		if l.unavailable == nil {
-			l.unavailable = map[string]bool{}
-		}
-		l.unavailable[rec.To] = true
-		n, err := l.o.opts.Store.FailQueued(ctx, rec.To, modelFailedError(rec.To, p.err))
-		if err != nil {
-			l.log.Error("failing jobs of a model that did not start", "model", rec.To, "error", err)
-		} else if n > 0 {
-			l.log.Warn("failed waiting jobs", "model", rec.To, "jobs", n)
-		}
+		l.log.Error("switch failed", "to_model", rec.To, "phase", l.state.Phase, "error", p.err)
+		l.failModel(ctx, rec.To, p.err, "model_failed_to_start")
 	} else {
 		delete(l.unavailable, rec.To)
 		l.state.Phase = jobstore.PhaseReady
 		l.state.Active, l.backend = rec.To, p.backend
 		l.state.Backend = p.backend.URL
 		l.state.LastError = ""
-		l.log.Info("model active", "model", rec.To, "backend", p.backend.URL,
-			"drain", rec.Drain, "stop", rec.Stop, "start", rec.Start, "total", rec.Total)
+		l.describe(ctx)
+		l.log.Info("model active", "model", rec.To, "backend", p.backend.URL, "adopted", rec.Adopted,
+			"preflight", rec.Preflight, "drain", rec.Drain, "stop", rec.Stop, "memory", rec.Memory,
+			"start", rec.Start, "canary", rec.Canary, "total", rec.Total)
 	}
 	l.publish(ctx)
+}
+
+// failModel marks model unavailable until new work arrives and fails the
+// jobs waiting for it with err.
+func (l *leader) failModel(ctx context.Context, model string, err error, code string) {
+	if l.unavailable == nil {
+		l.unavailable = map[string]bool{}
+	}
+	l.unavailable[model] = true
+	n, ferr := l.o.opts.Store.FailQueued(ctx, model, modelFailedError(model, code, err))
+	if ferr != nil {
+		l.log.Error("failing jobs of a model that cannot start", "model", model, "error", ferr)
+	} else if n > 0 {
+		l.log.Warn("failed waiting jobs", "model", model, "jobs", n)
+	}
+}
+
+// describe asks the runtime about the active model's backend.
+func (l *leader) describe(ctx context.Context) {
+	d, ok := l.o.opts.Runtime.(Describer)
+	if !ok || l.state.Active == "" {
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	info, err := d.Describe(dctx, l.state.Active)
+	if err != nil {
+		l.log.Warn("describing the active model failed", "model", l.state.Active, "error", err)
+		return
+	}
+	l.state.Runtime = info
 }
 
 // beat refreshes the leader's liveness key and the published state.
@@ -376,6 +487,9 @@ func (l *leader) beat(ctx context.Context) {
 	ttl := 3 * l.o.opts.HeartbeatInterval
 	if err := l.o.opts.Store.Heartbeat(ctx, l.state.Slot, l.o.opts.ID, ttl); err != nil && ctx.Err() == nil {
 		l.log.Warn("heartbeat failed", "error", err)
+	}
+	if l.state.Phase == jobstore.PhaseReady {
+		l.describe(ctx)
 	}
 	l.publish(ctx)
 }
@@ -386,6 +500,11 @@ func (l *leader) publish(ctx context.Context) {
 	l.state.UpdatedAt = l.o.opts.Now()
 	if err := l.o.opts.Store.PutState(ctx, &l.state); err != nil && ctx.Err() == nil {
 		l.log.Warn("publishing state failed", "error", err)
+	}
+	if sink := l.o.opts.StateSink; sink != nil {
+		if err := sink.PublishState(ctx, &l.state); err != nil && ctx.Err() == nil {
+			l.log.Warn("publishing state to the state sink failed", "error", err)
+		}
 	}
 }
 

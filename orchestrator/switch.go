@@ -1,17 +1,25 @@
 package orchestrator
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/llm-switchboard/llm-switchboard/internal/config"
 	"github.com/llm-switchboard/llm-switchboard/internal/jobstore"
 	"github.com/llm-switchboard/llm-switchboard/internal/openai"
 	"github.com/llm-switchboard/llm-switchboard/orchestrator/scheduler"
 )
+
+// ErrWedged marks a switch that stopped because the old model's memory
+// did not come back: the slot is wedged and nothing was started.
+var ErrWedged = errors.New("slot wedged")
 
 // input assembles the scheduler's view of the slot.
 func (l *leader) input(queues map[string]jobstore.QueueInfo) scheduler.Input {
@@ -25,7 +33,7 @@ func (l *leader) input(queues map[string]jobstore.QueueInfo) scheduler.Input {
 		DefaultModel: cfg.Scheduler.DefaultModel,
 		Unavailable:  l.unavailable,
 	}
-	if l.state.Phase == jobstore.PhaseReady {
+	if l.backend.URL != "" && l.state.Active != "" {
 		in.Active = l.state.Active
 		in.Capacity = cfg.Model(l.state.Active).MaxConcurrency
 	}
@@ -43,81 +51,71 @@ func (l *leader) input(queues map[string]jobstore.QueueInfo) scheduler.Input {
 
 // switchModel runs one switch off the loop goroutine: stop everything that
 // runs (the drained active model and any stray one), wait until it is
-// gone, start the target and wait until it is healthy. Every mutating step
-// first checks that the lock is still held.
-func (l *leader) switchModel(ctx context.Context, from string, to *config.Model, rec jobstore.SwitchRecord) {
+// gone, wait until its memory is back, start the target, wait until it is
+// healthy and a canary completion answers. With adopt the target is
+// already running (a new leader took it over): only the health and canary
+// checks run. Every mutating step first checks that the lock is held.
+func (l *leader) switchModel(ctx context.Context, from string, to *config.Model, rec jobstore.SwitchRecord, adopt bool) {
 	rt := l.o.opts.Runtime
-	ocfg := l.o.opts.Config.Orchestrator
+	cfg := l.o.opts.Config
+	ocfg := cfg.Orchestrator
 	now := l.o.opts.Now
 	begin := now()
-	report := func(p switchProgress) {
-		select {
-		case l.progress <- p:
-		case <-ctx.Done():
-		}
-	}
+	phase := func(p jobstore.Phase) { l.report(ctx, switchProgress{kind: progressPhase, phase: p}) }
 	finish := func(b Backend, err error) {
-		rec.Total = rec.Drain + now().Sub(begin)
+		rec.Total = rec.Preflight + rec.Drain + now().Sub(begin)
 		if err != nil {
 			rec.Error = err.Error()
 		}
-		report(switchProgress{done: true, backend: b, err: err, record: rec})
+		l.report(ctx, switchProgress{kind: progressDone, backend: b, err: err, record: rec})
 	}
 
-	// Stop: the drained model and anything else the runtime still runs.
-	stopCtx, cancelStop := context.WithTimeout(ctx, ocfg.StopTimeout)
-	defer cancelStop()
-	running, err := rt.Running(stopCtx)
-	if err != nil {
-		finish(Backend{}, fmt.Errorf("list running models: %w", err))
-		return
-	}
-	if from != "" && !slices.Contains(running, from) {
-		running = append(running, from)
-	}
-	for _, m := range running {
-		if err := l.held.Check(stopCtx); err != nil {
-			finish(Backend{}, fmt.Errorf("lost leadership before stopping %s: %w", m, err))
+	if !adopt {
+		if err := l.stopAll(ctx, from); err != nil {
+			finish(Backend{}, err)
 			return
 		}
-		l.log.Info("stopping model", "model", m)
-		if err := rt.Stop(stopCtx, m); err != nil {
-			finish(Backend{}, fmt.Errorf("stop %s: %w", m, err))
-			return
+		rec.Stop = now().Sub(begin)
+
+		if mw, ok := rt.(MemoryWaiter); ok {
+			phase(jobstore.PhaseWaitingMemory)
+			memBegin := now()
+			mctx, cancel := context.WithTimeout(ctx, cfg.Nomad.MemoryTimeout)
+			err := mw.WaitMemory(mctx, to)
+			cancel()
+			rec.Memory = now().Sub(memBegin)
+			if err != nil {
+				finish(Backend{}, fmt.Errorf("%w: memory for %s did not come back within memory_timeout %s: %v; "+
+					"check what still holds memory on the node (a leftover container, the page cache: `sync; echo 1 > /proc/sys/vm/drop_caches`), then send a request to retry",
+					ErrWedged, to.Name, cfg.Nomad.MemoryTimeout, err))
+				return
+			}
 		}
 	}
-	for _, m := range running {
-		if err := rt.WaitStopped(stopCtx, m); err != nil {
-			finish(Backend{}, fmt.Errorf("wait for %s to stop (stop_timeout %s): %w", m, ocfg.StopTimeout, err))
-			return
-		}
-	}
-	rec.Stop = now().Sub(begin)
 
 	// Start and wait healthy, bounded by switch_timeout.
-	report(switchProgress{phase: jobstore.PhaseStarting})
+	phase(jobstore.PhaseStarting)
 	startBegin := now()
 	startCtx, cancelStart := context.WithTimeout(ctx, ocfg.SwitchTimeout)
 	defer cancelStart()
-	if err := l.held.Check(startCtx); err != nil {
-		finish(Backend{}, fmt.Errorf("lost leadership before starting %s: %w", to.Name, err))
-		return
-	}
-	l.log.Info("starting model", "model", to.Name)
-	b, err := l.startAndWait(startCtx, to)
+	b, err := l.startAndWait(startCtx, to, adopt)
 	rec.Start = now().Sub(startBegin)
+	if err == nil && ocfg.Canary {
+		phase(jobstore.PhaseCanary)
+		canaryBegin := now()
+		cctx, cancel := context.WithTimeout(startCtx, ocfg.CanaryTimeout)
+		err = l.canary(cctx, b, to)
+		cancel()
+		rec.Canary = now().Sub(canaryBegin)
+	}
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			err = fmt.Errorf("%s did not become healthy within switch_timeout %s: %w", to.Name, ocfg.SwitchTimeout, err)
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && startCtx.Err() != nil {
+			err = fmt.Errorf("%s did not become ready within switch_timeout %s: %w", to.Name, ocfg.SwitchTimeout, err)
 		}
-		// Free what the failed start holds, so the box is never left
-		// with a half-loaded model.
-		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), ocfg.StopTimeout)
-		defer cancel()
-		if serr := rt.Stop(cleanup, to.Name); serr != nil {
-			err = errors.Join(err, fmt.Errorf("stop failed model: %w", serr))
-		} else if werr := rt.WaitStopped(cleanup, to.Name); werr != nil {
-			err = errors.Join(err, fmt.Errorf("wait for failed model to stop: %w", werr))
+		if ctx.Err() == nil {
+			// Free what the failed start holds, so the box is never left
+			// with a half-loaded model.
+			err = errors.Join(err, l.stopOne(ctx, to.Name))
 		}
 		finish(Backend{}, err)
 		return
@@ -125,9 +123,63 @@ func (l *leader) switchModel(ctx context.Context, from string, to *config.Model,
 	finish(b, nil)
 }
 
-func (l *leader) startAndWait(ctx context.Context, m *config.Model) (Backend, error) {
-	if err := l.o.opts.Runtime.Start(ctx, m); err != nil {
-		return Backend{}, fmt.Errorf("start %s: %w", m.Name, err)
+// stopAll stops the drained model and every other model the runtime runs,
+// and waits until all are gone, bounded by stop_timeout.
+func (l *leader) stopAll(ctx context.Context, from string) error {
+	rt := l.o.opts.Runtime
+	ocfg := l.o.opts.Config.Orchestrator
+	stopCtx, cancel := context.WithTimeout(ctx, ocfg.StopTimeout)
+	defer cancel()
+	running, err := rt.Running(stopCtx)
+	if err != nil {
+		return fmt.Errorf("list running models: %w", err)
+	}
+	if from != "" && !slices.Contains(running, from) {
+		running = append(running, from)
+	}
+	for _, m := range running {
+		if err := l.held.Check(stopCtx); err != nil {
+			return fmt.Errorf("lost leadership before stopping %s: %w", m, err)
+		}
+		l.log.Info("stopping model", "model", m)
+		if err := rt.Stop(stopCtx, m); err != nil {
+			return fmt.Errorf("stop %s: %w", m, err)
+		}
+	}
+	for _, m := range running {
+		if err := rt.WaitStopped(stopCtx, m); err != nil {
+			return fmt.Errorf("wait for %s to stop (stop_timeout %s): %w", m, ocfg.StopTimeout, err)
+		}
+	}
+	return nil
+}
+
+// stopOne stops a model whose start failed and waits until it is gone.
+func (l *leader) stopOne(ctx context.Context, model string) error {
+	rt := l.o.opts.Runtime
+	sctx, cancel := context.WithTimeout(ctx, l.o.opts.Config.Orchestrator.StopTimeout)
+	defer cancel()
+	if err := l.held.Check(sctx); err != nil {
+		return fmt.Errorf("lost leadership before stopping failed model: %w", err)
+	}
+	if err := rt.Stop(sctx, model); err != nil {
+		return fmt.Errorf("stop failed model: %w", err)
+	}
+	if err := rt.WaitStopped(sctx, model); err != nil {
+		return fmt.Errorf("wait for failed model to stop: %w", err)
+	}
+	return nil
+}
+
+func (l *leader) startAndWait(ctx context.Context, m *config.Model, adopt bool) (Backend, error) {
+	if !adopt {
+		if err := l.held.Check(ctx); err != nil {
+			return Backend{}, fmt.Errorf("lost leadership before starting %s: %w", m.Name, err)
+		}
+		l.log.Info("starting model", "model", m.Name)
+		if err := l.o.opts.Runtime.Start(ctx, m); err != nil {
+			return Backend{}, fmt.Errorf("start %s: %w", m.Name, err)
+		}
 	}
 	b, err := l.o.opts.Runtime.WaitHealthy(ctx, m)
 	if err != nil {
@@ -136,10 +188,37 @@ func (l *leader) startAndWait(ctx context.Context, m *config.Model) (Backend, er
 	return b, nil
 }
 
-// modelFailedError is what the jobs waiting for a model that could not
-// start are failed with.
-func modelFailedError(model string, err error) *openai.Error {
-	return openai.Errorf(http.StatusServiceUnavailable, openai.TypeUnavailable, "model_failed_to_start", "model",
+// canary sends one tiny completion: vLLM's /health can be green while
+// decoding is stuck, so a model serves only once it has answered.
+func (l *leader) canary(ctx context.Context, b Backend, m *config.Model) error {
+	body, _ := json.Marshal(map[string]any{"model": m.ServedName, "prompt": "ping", "max_tokens": 1, "temperature": 0})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.URL+"/v1/completions", bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("canary: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := l.o.opts.HTTPClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("canary completion to %s got no answer: %w", m.Name, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("canary completion to %s: read answer: %w", m.Name, err)
+	}
+	var parsed struct {
+		Choices []json.RawMessage `json:"choices"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(out, &parsed) != nil || len(parsed.Choices) == 0 {
+		return fmt.Errorf("canary completion to %s answered %d: %s", m.Name, resp.StatusCode, truncate(out, 300))
+	}
+	return nil
+}
+
+// modelFailedError is what the jobs waiting for a model that cannot start
+// are failed with.
+func modelFailedError(model, code string, err error) *openai.Error {
+	return openai.Errorf(http.StatusServiceUnavailable, openai.TypeUnavailable, code, "model",
 		"model %s failed to start: %v", model, err)
 }
 
@@ -165,11 +244,13 @@ func (l *leader) recoverOrphans(ctx context.Context) error {
 	return nil
 }
 
-// reconcile makes the runtime match what this leader believes: nothing is
-// loaded. Any model still running from an earlier term is stopped.
-// (Adopting a healthy running model instead is the Nomad runtime's job.)
+// reconcile makes the runtime hold at most one model when a term begins:
+// one running model of the current configuration is adopted (a restarted
+// orchestrator must not cost a multi-minute reload); every other model
+// is stopped, and the adoption waits until they are gone.
 func (l *leader) reconcile(ctx context.Context) error {
 	rt := l.o.opts.Runtime
+	cfg := l.o.opts.Config
 	running, err := rt.Running(ctx)
 	if err != nil {
 		return fmt.Errorf("list running models: %w", err)
@@ -177,19 +258,83 @@ func (l *leader) reconcile(ctx context.Context) error {
 	if len(running) == 0 {
 		return nil
 	}
-	stopCtx, cancel := context.WithTimeout(ctx, l.o.opts.Config.Orchestrator.StopTimeout)
-	defer cancel()
+	keep := l.pickAdoptee(ctx, running)
+	var stop []string
 	for _, m := range running {
-		if err := l.held.Check(stopCtx); err != nil {
-			return err
-		}
-		l.log.Info("stopping model left running by an earlier leader", "model", m)
-		if err := rt.Stop(stopCtx, m); err != nil {
-			return fmt.Errorf("stop %s: %w", m, err)
-		}
-		if err := rt.WaitStopped(stopCtx, m); err != nil {
-			return fmt.Errorf("wait for %s to stop: %w", m, err)
+		if m != keep {
+			stop = append(stop, m)
 		}
 	}
+	if len(stop) > 0 {
+		l.log.Warn("stopping models left running by an earlier leader", "models", stop, "adopting", keep)
+		stopCtx, cancel := context.WithTimeout(ctx, cfg.Orchestrator.StopTimeout)
+		defer cancel()
+		for _, m := range stop {
+			if err := l.held.Check(stopCtx); err != nil {
+				return err
+			}
+			if err := rt.Stop(stopCtx, m); err != nil {
+				return fmt.Errorf("stop %s: %w", m, err)
+			}
+		}
+		for _, m := range stop {
+			if err := rt.WaitStopped(stopCtx, m); err != nil {
+				return fmt.Errorf("wait for %s to stop: %w", m, err)
+			}
+		}
+	}
+	if keep == "" {
+		return nil
+	}
+	l.log.Info("adopting running model", "model", keep)
+	l.switching, l.target = true, keep
+	l.state.Target = keep
+	l.state.Phase = jobstore.PhaseStarting
+	rec := jobstore.SwitchRecord{To: keep, Reason: "adopting the model an earlier leader left running",
+		StartedAt: l.o.opts.Now(), Generation: l.gen, Adopted: true}
+	l.state.LastSwitch = &rec
+	m := cfg.Model(keep)
+	l.wg.Go(func() { l.switchModel(ctx, "", m, rec, true) })
 	return nil
+}
+
+// pickAdoptee chooses which running model to keep: one of the current
+// configuration, preferring one that is healthy right now, then the
+// configuration order. "" means stop them all.
+func (l *leader) pickAdoptee(ctx context.Context, running []string) string {
+	cfg := l.o.opts.Config
+	var candidates []*config.Model
+	for _, name := range cfg.ModelNames() {
+		if !slices.Contains(running, name) {
+			continue
+		}
+		m := cfg.Model(name)
+		if ac, ok := l.o.opts.Runtime.(AdoptionChecker); ok {
+			adoptable, err := ac.Adoptable(ctx, m)
+			if err != nil {
+				l.log.Warn("cannot tell whether a running model is adoptable; stopping it", "model", name, "error", err)
+				continue
+			}
+			if !adoptable {
+				l.log.Info("running model was started from another configuration; stopping it", "model", name)
+				continue
+			}
+		}
+		candidates = append(candidates, m)
+	}
+	if len(candidates) <= 1 {
+		if len(candidates) == 1 {
+			return candidates[0].Name
+		}
+		return ""
+	}
+	for _, m := range candidates {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := l.o.opts.Runtime.WaitHealthy(pctx, m)
+		cancel()
+		if err == nil {
+			return m.Name
+		}
+	}
+	return candidates[0].Name
 }

@@ -134,14 +134,14 @@ func TestE2E_AsyncJob(t *testing.T) {
 // the backend request aborted.
 func TestE2E_StreamKeepAliveAndDisconnect(t *testing.T) {
 	e := startE2E(t, e2eOptions{flags: map[string][]string{
-		"gpt-oss120": {"--load-delay", "1500ms", "--hang-generation"},
+		"gpt-oss120": {"--load-delay", "1500ms", "--tokens-per-second", "1"},
 	}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
 	reqCtx, abort := context.WithCancel(ctx)
 	defer abort()
-	body := `{"model":"gpt-oss120","stream":true,"messages":[{"role":"user","content":"hang"}]}`
+	body := `{"model":"gpt-oss120","stream":true,"messages":[{"role":"user","content":"slow"}]}`
 	req, _ := http.NewRequestWithContext(reqCtx, http.MethodPost, e.url+"/v1/chat/completions", strings.NewReader(body))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -157,7 +157,7 @@ func TestE2E_StreamKeepAliveAndDisconnect(t *testing.T) {
 		t.Fatalf("first line %q, %v; want a keep-alive comment while the model loads", line, err)
 	}
 
-	// Wait until the job runs on the (hanging) backend, then walk away.
+	// Wait until the job runs on the (slow) backend, then walk away.
 	waitJob(t, e, id, func(j *jobstore.Job) bool { return j.Status == jobstore.StatusRunning })
 	abort()
 	final := waitJob(t, e, id, func(j *jobstore.Job) bool { return j.Status.Terminal() })
@@ -181,5 +181,24 @@ func waitJob(t *testing.T, e *e2e, id string, cond func(*jobstore.Job) bool) *jo
 			t.Fatalf("job %s: condition not met in 30s (last: %+v, %v)", id, j, err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A backend whose /health is green but which never decodes fails the
+// canary: the switch fails with that reason and nothing stays loaded.
+func TestE2E_CanaryHangFailsSwitch(t *testing.T) {
+	e := startE2E(t, e2eOptions{flags: map[string][]string{"qwen3-30b": {"--hang-generation"}}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := e.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+		Model:    "qwen3-30b",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")},
+	})
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusServiceUnavailable || !strings.Contains(apiErr.Message, "canary") {
+		t.Fatalf("err = %v; want 503 naming the canary", err)
+	}
+	if running, _ := e.stack.Runtime.Running(ctx); len(running) != 0 {
+		t.Fatalf("a model that failed its canary is still running: %v", running)
 	}
 }

@@ -90,6 +90,7 @@ orchestrator {
   drain_timeout     = "10s"
   stop_timeout      = "10s"
   stop_grace        = "2s"
+  canary_timeout    = "2s"
 }
 `
 	if err := os.WriteFile(filepath.Join(dir, "gateway.hcl"), []byte(gatewayHCL), 0o600); err != nil {

@@ -15,23 +15,32 @@ type Phase string
 
 // Slot phases.
 const (
-	PhaseIdle     Phase = "idle"     // no model loaded
-	PhaseDraining Phase = "draining" // waiting for in-flight requests before a switch
-	PhaseStopping Phase = "stopping" // the old model is being stopped
-	PhaseStarting Phase = "starting" // the new model is loading
-	PhaseReady    Phase = "ready"    // the active model serves
-	PhaseFailed   Phase = "failed"   // the last start failed; nothing loaded
+	PhaseIdle          Phase = "idle"           // no model loaded
+	PhasePreflight     Phase = "preflight"      // checking the target can start; the active model still serves
+	PhaseDraining      Phase = "draining"       // waiting for in-flight requests before a switch
+	PhaseStopping      Phase = "stopping"       // the old model is being stopped
+	PhaseWaitingMemory Phase = "waiting_memory" // old model gone; waiting for its memory to come back
+	PhaseStarting      Phase = "starting"       // the new model is loading
+	PhaseCanary        Phase = "canary"         // healthy; a test completion must answer first
+	PhaseReady         Phase = "ready"          // the active model serves
+	PhaseFailed        Phase = "failed"         // the last start failed; nothing loaded
+	PhaseWedged        Phase = "wedged"         // memory did not come back; nothing will start until it does
 )
 
 // SwitchRecord is the story of one switch, for /status and the logs.
 type SwitchRecord struct {
-	From       string        `json:"from"`
-	To         string        `json:"to"`
-	Reason     string        `json:"reason"`
-	StartedAt  time.Time     `json:"started_at"`
+	From      string    `json:"from"`
+	To        string    `json:"to"`
+	Reason    string    `json:"reason"`
+	StartedAt time.Time `json:"started_at"`
+	// Adopted is set when a new leader took over a model already running.
+	Adopted    bool          `json:"adopted,omitempty"`
+	Preflight  time.Duration `json:"preflight_ns"`
 	Drain      time.Duration `json:"drain_ns"`
 	Stop       time.Duration `json:"stop_ns"`
+	Memory     time.Duration `json:"memory_ns"`
 	Start      time.Duration `json:"start_ns"`
+	Canary     time.Duration `json:"canary_ns"`
 	Total      time.Duration `json:"total_ns"`
 	Error      string        `json:"error,omitempty"`
 	Generation int64         `json:"generation"`
@@ -39,18 +48,22 @@ type SwitchRecord struct {
 
 // SlotState is what the leader publishes about its slot.
 type SlotState struct {
-	Slot       string        `json:"slot"`
-	Leader     string        `json:"leader"`
-	Generation int64         `json:"generation"`
-	Phase      Phase         `json:"phase"`
-	Active     string        `json:"active_model"`
-	Target     string        `json:"target_model,omitempty"`
-	Backend    string        `json:"backend,omitempty"`
-	InFlight   int           `json:"in_flight"`
-	LastSwitch *SwitchRecord `json:"last_switch,omitempty"`
-	LastError  string        `json:"last_error,omitempty"`
-	Decisions  []string      `json:"recent_decisions,omitempty"`
-	UpdatedAt  time.Time     `json:"updated_at"`
+	Slot        string        `json:"slot"`
+	Leader      string        `json:"leader"`
+	LeaderSince time.Time     `json:"leader_since"`
+	Generation  int64         `json:"generation"`
+	Phase       Phase         `json:"phase"`
+	Active      string        `json:"active_model"`
+	Target      string        `json:"target_model,omitempty"`
+	Backend     string        `json:"backend,omitempty"`
+	InFlight    int           `json:"in_flight"`
+	LastSwitch  *SwitchRecord `json:"last_switch,omitempty"`
+	LastError   string        `json:"last_error,omitempty"`
+	Decisions   []string      `json:"recent_decisions,omitempty"`
+	// Runtime is what the runtime reports of the active model's backend
+	// (for Nomad: job id, status, allocation).
+	Runtime   map[string]string `json:"runtime,omitempty"`
+	UpdatedAt time.Time         `json:"updated_at"`
 }
 
 // PutState publishes the slot state.

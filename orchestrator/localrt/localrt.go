@@ -28,7 +28,10 @@ import (
 	"github.com/llm-switchboard/llm-switchboard/orchestrator"
 )
 
-var _ orchestrator.Runtime = (*Runtime)(nil)
+var (
+	_ orchestrator.Runtime     = (*Runtime)(nil)
+	_ orchestrator.Preflighter = (*Runtime)(nil)
+)
 
 // Options tune the runtime.
 type Options struct {
@@ -138,6 +141,19 @@ func (r *Runtime) Start(ctx context.Context, m *config.Model) error {
 		close(p.exited)
 		r.log.Info("backend exited", "model", p.model, "pid", p.pid, "status", exitString(err))
 	})
+	return nil
+}
+
+// Preflight implements orchestrator.Preflighter: the command must be
+// there to run, so a typo in a model's command never costs the active
+// model its place.
+func (r *Runtime) Preflight(_ context.Context, m *config.Model, _ []string) error {
+	if len(m.Command) == 0 {
+		return fmt.Errorf("model %s has no command for the local runtime", m.Name)
+	}
+	if _, err := exec.LookPath(m.Command[0]); err != nil {
+		return fmt.Errorf("model %s: command %q: %w", m.Name, m.Command[0], err)
+	}
 	return nil
 }
 

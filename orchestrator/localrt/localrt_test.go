@@ -86,7 +86,12 @@ func TestRuntime_Stop(t *testing.T) {
 	}{
 		{name: "exits on SIGTERM", mode: modeNormal},
 		{name: "ignores SIGTERM", mode: modeIgnoreTerm, killed: true},
+		// The worker keeps the backend's output open, so the backend is
+		// not reaped before the grace period's SIGKILL reaches the group.
 		{name: "worker in its group ignores SIGTERM", mode: modeWorkers, killed: true},
+		// The backend is reaped at once; WaitStopped's sweep of its group
+		// must kill the worker.
+		{name: "quiet worker in its group ignores SIGTERM", mode: modeQuietWorkers},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,7 +100,7 @@ func TestRuntime_Stop(t *testing.T) {
 			m := newModel(t, "m1", tt.mode, "")
 			b := startHealthy(t, r, m)
 			pids := backendPIDs(t, b)
-			if tt.mode == modeWorkers && len(pids.Workers) == 0 {
+			if (tt.mode == modeWorkers || tt.mode == modeQuietWorkers) && len(pids.Workers) == 0 {
 				t.Fatalf("backend reports no worker")
 			}
 
@@ -154,6 +159,12 @@ func TestRuntime_WaitHealthyFails(t *testing.T) {
 		},
 		{
 			name: "serves another model", mode: modeWrongName, timeout: 500 * time.Millisecond,
+			wantDeadline: true, wantInError: []string{`"served-m1"`}, wantRunning: true,
+		},
+		{
+			// Fails while localrt.WaitHealthy drops the informative probe
+			// error once the deadline cuts a later probe short.
+			name: "serves another model, then hangs", mode: modeWrongNameThenHang, timeout: 500 * time.Millisecond,
 			wantDeadline: true, wantInError: []string{`"served-m1"`}, wantRunning: true,
 		},
 		{
@@ -406,6 +417,7 @@ func newModel(t *testing.T, name, mode, loadDelay string) *config.Model {
 			envPort:      strconv.Itoa(port),
 			envServed:    served,
 			envLoadDelay: loadDelay,
+			envLifeline:  strconv.Itoa(os.Getpid()),
 		},
 	}
 }
@@ -524,7 +536,9 @@ func processGone(p pid) bool {
 
 // requireGoneSoon asserts that p, not our child, is gone within a second.
 // Nothing signals the death of a process that is not our child, so this
-// polls; it is used only for a backend's workers, killed together with it.
+// polls; it is used only for a backend's workers. WaitStopped sends the
+// group its final SIGKILL but does not wait for the members to die, so a
+// worker may outlive WaitStopped by a moment.
 func requireGoneSoon(t *testing.T, p int) {
 	t.Helper()
 	deadline := time.Now().Add(time.Second)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -29,6 +30,9 @@ const (
 	// envLoadDelay is how long /health answers 503 (a Go duration, or
 	// "forever"); in modeCrash, how long before the crash.
 	envLoadDelay = "LOCALRT_TEST_LOAD_DELAY"
+	// envLifeline is the pid of the test binary; a worker exits once it is
+	// gone.
+	envLifeline = "LOCALRT_TEST_LIFELINE"
 )
 
 // Backend modes.
@@ -42,10 +46,17 @@ const (
 	modeIgnoreTerm = "ignore-term"
 	// modeWrongName serves, but lists another model than envServed.
 	modeWrongName = "wrong-name"
-	// modeWorkers serves like modeNormal and starts a worker process in
-	// its process group, as vLLM starts its engine core; the worker
-	// ignores SIGTERM and shares the backend's output.
+	// modeWrongNameThenHang lists another model than envServed once, then
+	// stops answering /health: every later probe hangs until the client
+	// gives up, as a wedged server's would.
+	modeWrongNameThenHang = "wrong-name-then-hang"
+	// modeWorkers serves like modeNormal (SIGTERM kills it) and starts a
+	// worker process in its process group, as vLLM starts its engine
+	// core; the worker ignores SIGTERM and shares the backend's output.
 	modeWorkers = "workers"
+	// modeQuietWorkers is modeWorkers with a worker that writes nowhere,
+	// so it does not hold the backend's output open.
+	modeQuietWorkers = "quiet-workers"
 	// modeWorker is that worker: it ignores SIGTERM and blocks.
 	modeWorker = "worker"
 )
@@ -73,11 +84,29 @@ func TestMain(m *testing.M) {
 
 // runBackend is the fake backend's main; it returns the exit status.
 func runBackend(mode string) int {
+	switch mode {
+	case modeNormal, modeCrash, modeIgnoreTerm, modeWrongName, modeWrongNameThenHang,
+		modeWorkers, modeQuietWorkers, modeWorker:
+	default:
+		fmt.Fprintf(os.Stderr, "unknown %s %q\n", envBackend, mode)
+		return 2
+	}
 	if mode == modeWorker {
 		signal.Ignore(syscall.SIGTERM)
-		select {}
+		// Tell the backend that SIGTERM can no longer stop us.
+		ready := os.NewFile(3, "ready")
+		_, _ = ready.Write([]byte{1})
+		ready.Close()
+		// Only the group's SIGKILL ends a worker; should the test binary
+		// die before, the worker follows it instead of lingering.
+		lifeline, _ := strconv.Atoi(os.Getenv(envLifeline))
+		for range time.Tick(100 * time.Millisecond) {
+			if lifeline <= 0 || errors.Is(syscall.Kill(lifeline, 0), syscall.ESRCH) {
+				return 0
+			}
+		}
 	}
-	if mode == modeIgnoreTerm || mode == modeWorkers {
+	if mode == modeIgnoreTerm {
 		signal.Ignore(syscall.SIGTERM)
 	}
 
@@ -96,12 +125,12 @@ func runBackend(mode string) int {
 		delay = d
 	}
 	served := os.Getenv(envServed)
-	if mode == modeWrongName {
+	if mode == modeWrongName || mode == modeWrongNameThenHang {
 		served = "not-" + served
 	}
 
 	reply := pidsReply{PID: os.Getpid()}
-	if mode == modeWorkers {
+	if mode == modeWorkers || mode == modeQuietWorkers {
 		exe, err := os.Executable()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "executable: %v\n", err)
@@ -109,11 +138,27 @@ func runBackend(mode string) int {
 		}
 		w := exec.Command(exe)
 		w.Env = append(os.Environ(), envBackend+"="+modeWorker)
-		w.Stdout, w.Stderr = os.Stdout, os.Stderr // inherited, as real workers do
+		if mode == modeWorkers {
+			w.Stdout, w.Stderr = os.Stdout, os.Stderr // inherited, as vLLM's are
+		}
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "pipe: %v\n", err)
+			return 2
+		}
+		w.ExtraFiles = []*os.File{pw}
 		if err := w.Start(); err != nil {
 			fmt.Fprintf(os.Stderr, "start worker: %v\n", err)
 			return 2
 		}
+		pw.Close()
+		// Serve only once the worker ignores SIGTERM, so a test that
+		// stops a healthy backend always meets a worker that survives it.
+		if _, err := pr.Read(make([]byte, 1)); err != nil {
+			fmt.Fprintf(os.Stderr, "worker never ready: %v\n", err)
+			return 2
+		}
+		pr.Close()
 		reply.Workers = append(reply.Workers, w.Process.Pid)
 	}
 
@@ -135,13 +180,19 @@ func runBackend(mode string) int {
 		time.AfterFunc(delay, func() { ready.Store(true) })
 	}
 
+	var listed atomic.Bool // /v1/models answered once
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		if mode == modeWrongNameThenHang && listed.Load() {
+			<-r.Context().Done()
+			return
+		}
 		if !ready.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 	})
 	mux.HandleFunc("GET /v1/models", func(w http.ResponseWriter, _ *http.Request) {
+		defer listed.Store(true)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"object": "list",
@@ -159,4 +210,3 @@ func runBackend(mode string) int {
 	fmt.Fprintf(os.Stderr, "serve: %v\n", err)
 	return 1
 }
-
