@@ -202,3 +202,34 @@ func TestE2E_CanaryHangFailsSwitch(t *testing.T) {
 		t.Fatalf("a model that failed its canary is still running: %v", running)
 	}
 }
+
+// Make before break: a request for a model that cannot start (its command
+// is missing) fails fast with the reason, and the active model is never
+// stopped for it.
+func TestE2E_PreflightKeepsActiveModel(t *testing.T) {
+	e := startE2E(t, e2eOptions{binary: map[string]string{"qwen3-235b-4bit": "/nonexistent/switchboard"}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := e.chat(ctx, "qwen3-30b", "Qwen/Qwen3-30B-A3B", "before", false); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+		Model:    "qwen3-235b-4bit",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")},
+	})
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusServiceUnavailable ||
+		apiErr.Code != "model_preflight_failed" || !strings.Contains(apiErr.Message, "/nonexistent/switchboard") {
+		t.Fatalf("err = %v; want 503 model_preflight_failed naming the missing command", err)
+	}
+	running, _ := e.stack.Runtime.Running(ctx)
+	if len(running) != 1 || running[0] != "qwen3-30b" {
+		t.Fatalf("running after a failed preflight = %v, want the active model qwen3-30b untouched", running)
+	}
+	if err := e.chat(ctx, "qwen3-30b", "Qwen/Qwen3-30B-A3B", "after", true); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.stack.Runtime.MaxAlive(); n != 1 {
+		t.Fatalf("max alive = %d", n)
+	}
+}

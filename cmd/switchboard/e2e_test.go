@@ -55,6 +55,8 @@ type e2eOptions struct {
 	env map[string]string
 	// flags are extra mockllm flags per model name.
 	flags map[string][]string
+	// binary replaces the switchboard binary in a model's command.
+	binary map[string]string
 }
 
 // startE2E writes a config with free ports and fast fake backends, and
@@ -69,6 +71,10 @@ func startE2E(t *testing.T, opts e2eOptions) *e2e {
 		for _, f := range opts.flags[m.name] {
 			flags += fmt.Sprintf(", %q", f)
 		}
+		bin := "switchboard"
+		if b, ok := opts.binary[m.name]; ok {
+			bin = fmt.Sprintf("%q", b)
+		}
 		fmt.Fprintf(&models, `model %q {
   aliases     = [%q]
   served_name = %q
@@ -76,10 +82,10 @@ func startE2E(t *testing.T, opts e2eOptions) *e2e {
     port = %d
   }
   max_concurrency = 4
-  command = [switchboard, "mockllm", "--port", model.port, "--model", model.served_name, %s]
+  command = [%s, "mockllm", "--port", model.port, "--model", model.served_name, %s]
   env = { %s = "1" }
 }
-`, m.name, m.alias, m.served, freePort(t), flags, asMainEnv)
+`, m.name, m.alias, m.served, freePort(t), bin, flags, asMainEnv)
 	}
 	gatewayHCL := `
 orchestrator {
