@@ -166,10 +166,14 @@ func (r *Runtime) WaitHealthy(ctx context.Context, m *config.Model) (orchestrato
 	}
 	url := "http://127.0.0.1:" + strconv.Itoa(p.port)
 	delay := time.Millisecond
+	var lastErr error // the last probe error not caused by ctx ending
 	for {
 		ok, err := r.probe(ctx, url, m.ServedName)
 		if ok {
 			return orchestrator.Backend{Model: m.Name, URL: url}, nil
+		}
+		if err != nil && ctx.Err() == nil {
+			lastErr = err
 		}
 		select {
 		case <-p.exited:
@@ -177,8 +181,8 @@ func (r *Runtime) WaitHealthy(ctx context.Context, m *config.Model) (orchestrato
 				m.Name, exitString(p.err), p.out.String())
 		case <-ctx.Done():
 			detail := ""
-			if err != nil {
-				detail = "; last probe: " + err.Error()
+			if lastErr != nil {
+				detail = "; last probe: " + lastErr.Error()
 			}
 			return orchestrator.Backend{}, fmt.Errorf("backend of %s not healthy%s; last output:\n%s: %w",
 				m.Name, detail, p.out.String(), context.Cause(ctx))
@@ -263,7 +267,16 @@ func (r *Runtime) WaitStopped(ctx context.Context, model string) error {
 	case <-ctx.Done():
 		return fmt.Errorf("backend of %s (pid %d) still running: %w", model, p.pid, context.Cause(ctx))
 	}
-	_ = syscall.Kill(-p.pid, syscall.SIGKILL) // stragglers in the group; ESRCH when none
+	// Workers left in the group (vLLM's hold the GPU memory) must be gone
+	// too before the next model starts: kill them and wait.
+	_ = syscall.Kill(-p.pid, syscall.SIGKILL) // ESRCH when none
+	for delay := time.Millisecond; groupAlive(p.pid); delay = min(2*delay, 50*time.Millisecond) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("workers of %s (process group %d) still running after SIGKILL: %w", model, p.pid, context.Cause(ctx))
+		case <-time.After(delay):
+		}
+	}
 	r.mu.Lock()
 	if r.procs[model] == p {
 		delete(r.procs, model)

@@ -122,8 +122,12 @@ func TestRuntime_Stop(t *testing.T) {
 			if !processGone(pid(pids.PID)) {
 				t.Fatalf("backend pid %d still exists after WaitStopped", pids.PID)
 			}
+			// Workers hold the model's memory: WaitStopped returns only
+			// once they are gone too.
 			for _, w := range pids.Workers {
-				requireGoneSoon(t, w)
+				if !processGone(pid(w)) {
+					t.Fatalf("worker pid %d still runs after WaitStopped", w)
+				}
 			}
 			if err := r.Stop(ctx, "m1"); err != nil {
 				t.Fatalf("second Stop: %v", err)
@@ -249,6 +253,45 @@ func TestRuntime_StartErrors(t *testing.T) {
 			requireRunning(t, r)
 			if n := r.MaxAlive(); n != 0 {
 				t.Fatalf("MaxAlive = %d after a failed start, want 0", n)
+			}
+		})
+	}
+}
+
+func TestRuntime_Preflight(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	notExecutable := filepath.Join(dir, "not-executable")
+	if err := os.WriteFile(notExecutable, []byte("#!/bin/sh\nexit 0\n"), 0o644); err != nil {
+		t.Fatalf("write %s: %v", notExecutable, err)
+	}
+	tests := []struct {
+		name    string
+		command []string // nil keeps the test backend's
+		wantErr bool
+	}{
+		{name: "runnable command"},
+		{name: "no command", command: []string{}, wantErr: true},
+		{name: "path does not exist", command: []string{filepath.Join(dir, "missing")}, wantErr: true},
+		{name: "not on PATH", command: []string{"localrt-test-no-such-backend"}, wantErr: true},
+		{name: "not executable", command: []string{notExecutable}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRuntime(t, testGrace)
+			m := newModel(t, "m1", modeNormal, "")
+			if tt.command != nil {
+				m.Command = tt.command
+			}
+
+			err := r.Preflight(testContext(t, 10*time.Second), m, nil)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Preflight with command %q = %v, want error %v", m.Command, err, tt.wantErr)
+			}
+			requireRunning(t, r)
+			if n := r.MaxAlive(); n != 0 {
+				t.Fatalf("MaxAlive = %d after Preflight, want 0: it must start nothing", n)
 			}
 		})
 	}
@@ -534,18 +577,3 @@ func processGone(p pid) bool {
 	return state == 'Z' || state == 'X'
 }
 
-// requireGoneSoon asserts that p, not our child, is gone within a second.
-// Nothing signals the death of a process that is not our child, so this
-// polls; it is used only for a backend's workers. WaitStopped sends the
-// group its final SIGKILL but does not wait for the members to die, so a
-// worker may outlive WaitStopped by a moment.
-func requireGoneSoon(t *testing.T, p int) {
-	t.Helper()
-	deadline := time.Now().Add(time.Second)
-	for !processGone(pid(p)) {
-		if time.Now().After(deadline) {
-			t.Fatalf("worker pid %d still runs after its backend stopped", p)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
