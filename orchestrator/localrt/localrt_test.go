@@ -576,4 +576,3 @@ func processGone(p pid) bool {
 	state := stat[i+2]
 	return state == 'Z' || state == 'X'
 }
-
