@@ -44,11 +44,11 @@ check-deps:
 	@fail=0; \
 	if $(GO) list -deps ./gateway/... | grep -q 'llm-switchboard/orchestrator'; then echo "gateway imports orchestrator"; fail=1; fi; \
 	if $(GO) list -deps ./orchestrator | grep -q 'llm-switchboard/gateway'; then echo "orchestrator imports gateway"; fail=1; fi; \
-	for p in $$($(GO) list ./... | grep -v '/orchestrator/nomadrt'); do \
+	for p in $$($(GO) list ./... | grep -vE '/orchestrator/nomadrt|/internal/testutil/'); do \
 		if $(GO) list -f '{{join .Imports "\n"}}' $$p | grep -q '^github.com/hashicorp/nomad/api'; then echo "$$p imports nomad/api (only nomadrt may)"; fail=1; fi; \
 	done; \
-	for p in $$($(GO) list ./... | grep -v '/orchestrator/consullock'); do \
-		if $(GO) list -f '{{join .Imports "\n"}}' $$p | grep -q '^github.com/hashicorp/consul/api'; then echo "$$p imports consul/api (only consullock may)"; fail=1; fi; \
+	for p in $$($(GO) list ./... | grep -vE '/orchestrator/consullock|/internal/consulsvc|/internal/testutil/'); do \
+		if $(GO) list -f '{{join .Imports "\n"}}' $$p | grep -q '^github.com/hashicorp/consul/api'; then echo "$$p imports consul/api (only consullock and consulsvc may)"; fail=1; fi; \
 	done; \
 	if $(GO) list -m all | grep -qE '^github.com/hashicorp/nomad '; then echo "depends on the nomad root module (licence)"; fail=1; fi; \
 	exit $$fail

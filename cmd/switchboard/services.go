@@ -10,6 +10,7 @@ import (
 
 	"github.com/llm-switchboard/llm-switchboard/gateway"
 	"github.com/llm-switchboard/llm-switchboard/internal/config"
+	"github.com/llm-switchboard/llm-switchboard/internal/consulsvc"
 	"github.com/llm-switchboard/llm-switchboard/orchestrator"
 	"github.com/llm-switchboard/llm-switchboard/orchestrator/localrt"
 	"github.com/llm-switchboard/llm-switchboard/orchestrator/memlock"
@@ -47,12 +48,35 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s (GATEWAY_LISTEN): %w", cfg.Gateway.Listen, err)
 	}
+	if cfg.Orchestrator.Runtime == config.RuntimeNomad {
+		// In production the gateway is a Consul service with a health
+		// check, like the models it fronts.
+		cc, err := consulClient(cfg)
+		if err != nil {
+			return err
+		}
+		deregister, err := consulsvc.Register(ctx, cc, consulsvc.Registration{
+			Name: "llm-switchboard-gateway", ID: instanceID("gateway"), Addr: ln.Addr().String(),
+			CheckPath: "/health", Tags: []string{"llm-switchboard"},
+		})
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := deregister(dctx); err != nil {
+				log.Warn("consul deregistration failed", "error", err)
+			}
+		}()
+	}
 	return gw.Serve(ctx, ln)
 }
 
-// runOrchestrator leads the slot. The Nomad runtime and Consul lock are
-// not built yet; until they are, a config with runtime "local" runs the
-// local runtime under an in-process lock (a single orchestrator).
+// runOrchestrator leads the slot: with runtime "nomad" it competes for the
+// Consul lock and drives Nomad; with runtime "local" it runs the backends
+// as its own children under an in-process lock (a single orchestrator).
 func runOrchestrator(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("orchestrator", flag.ContinueOnError)
 	var c commonFlags
@@ -68,27 +92,36 @@ func runOrchestrator(ctx context.Context, args []string, _, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if cfg.Orchestrator.Runtime != config.RuntimeLocal {
-		return fmt.Errorf("orchestrator.runtime %q is not available in this build yet (the Nomad runtime and Consul lock are planned); use runtime = %q or `switchboard dev`",
-			cfg.Orchestrator.Runtime, config.RuntimeLocal)
-	}
 	rc, err := openRedis(ctx, cfg, false, log)
 	if err != nil {
 		return err
 	}
 	defer rc.close()
-	rt := localrt.New(localrt.Options{StopGrace: cfg.Orchestrator.StopGrace, Log: log})
-	orch, err := orchestrator.New(orchestrator.Options{
-		Config: cfg, Store: newStore(cfg, rc.client), Runtime: rt, Lock: memlock.New(), Log: log,
-	})
+	id := instanceID("orchestrator")
+	opts := orchestrator.Options{Config: cfg, Store: newStore(cfg, rc.client), Log: log, ID: id}
+	var local *localrt.Runtime
+	if cfg.Orchestrator.Runtime == config.RuntimeLocal {
+		local = localrt.New(localrt.Options{StopGrace: cfg.Orchestrator.StopGrace, Log: log})
+		opts.Runtime, opts.Lock = local, memlock.New()
+	} else {
+		opts.Runtime, opts.Lock, opts.StateSink, err = productionParts(cfg, id, log)
+		if err != nil {
+			return err
+		}
+	}
+	orch, err := orchestrator.New(opts)
 	if err != nil {
 		return err
 	}
 	runErr := orch.Run(ctx)
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.Orchestrator.StopGrace+10*time.Second)
-	defer cancel()
-	if err := rt.Close(sctx); err != nil {
-		log.Error("stopping backends", "error", err)
+	if local != nil {
+		// Local backends are our children: they go with us. Nomad jobs
+		// stay, for the next leader to adopt.
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.Orchestrator.StopGrace+10*time.Second)
+		defer cancel()
+		if err := local.Close(sctx); err != nil {
+			log.Error("stopping backends", "error", err)
+		}
 	}
 	return runErr
 }
