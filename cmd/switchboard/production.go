@@ -2,13 +2,10 @@ package main
 
 import (
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 
-	consul "github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
-	nomad "github.com/hashicorp/nomad/api"
 
 	"github.com/llm-switchboard/llm-switchboard/internal/config"
 	"github.com/llm-switchboard/llm-switchboard/internal/consulsvc"
@@ -17,45 +14,14 @@ import (
 	"github.com/llm-switchboard/llm-switchboard/orchestrator/nomadrt"
 )
 
-// nomadClient connects to cfg's Nomad. Token and TLS come from the usual
-// NOMAD_* environment variables, as for the nomad CLI.
-func nomadClient(cfg *config.Config) (*nomad.Client, error) {
-	nc := nomad.DefaultConfig()
-	nc.Address = cfg.Nomad.Address
-	nc.Namespace = cfg.Nomad.Namespace
-	nc.Region = cfg.Nomad.Region
-	c, err := nomad.NewClient(nc)
-	if err != nil {
-		return nil, fmt.Errorf("nomad client for %s: %w", cfg.Nomad.Address, err)
-	}
-	return c, nil
-}
-
-// consulClient connects to cfg's Consul. Token and TLS come from the
-// usual CONSUL_* environment variables, as for the consul CLI.
-func consulClient(cfg *config.Config) (*consul.Client, error) {
-	cc := consul.DefaultConfig()
-	addr := cfg.Consul.Address
-	if u, err := url.Parse(addr); err == nil && u.Host != "" {
-		cc.Address, cc.Scheme = u.Host, u.Scheme
-	} else {
-		cc.Address = addr
-	}
-	c, err := consul.NewClient(cc)
-	if err != nil {
-		return nil, fmt.Errorf("consul client for %s: %w", cfg.Consul.Address, err)
-	}
-	return c, nil
-}
-
 // productionParts builds the Nomad runtime, the Consul lock and the KV
 // state sink of a production orchestrator.
 func productionParts(cfg *config.Config, id string, log hclog.Logger) (orchestrator.Runtime, orchestrator.Lock, orchestrator.StateSink, error) {
-	nc, err := nomadClient(cfg)
+	nc, err := nomadrt.NewClient(cfg.Nomad)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	cc, err := consulClient(cfg)
+	cc, err := consulsvc.NewClient(cfg.Consul)
 	if err != nil {
 		return nil, nil, nil, err
 	}

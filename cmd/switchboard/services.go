@@ -51,7 +51,7 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if cfg.Orchestrator.Runtime == config.RuntimeNomad {
 		// In production the gateway is a Consul service with a health
 		// check, like the models it fronts.
-		cc, err := consulClient(cfg)
+		cc, err := consulsvc.NewClient(cfg.Consul)
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -17,8 +18,25 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/llm-switchboard/llm-switchboard/internal/config"
 	"github.com/llm-switchboard/llm-switchboard/internal/jobstore"
 )
+
+// NewClient connects to the configured Consul. Token and TLS come from the
+// usual CONSUL_* environment variables, as for the consul CLI.
+func NewClient(cfg config.Consul) (*api.Client, error) {
+	cc := api.DefaultConfig()
+	if u, err := url.Parse(cfg.Address); err == nil && u.Host != "" {
+		cc.Address, cc.Scheme = u.Host, u.Scheme
+	} else {
+		cc.Address = cfg.Address
+	}
+	c, err := api.NewClient(cc)
+	if err != nil {
+		return nil, fmt.Errorf("consul client for %s: %w", cfg.Address, err)
+	}
+	return c, nil
+}
 
 // Health waits on Consul health checks with blocking queries.
 type Health struct {

@@ -121,6 +121,18 @@ func New(opts Options) (*Runtime, error) {
 	return &Runtime{opts: opts, log: opts.Log.Named("nomadrt"), models: make(map[string]*modelState)}, nil
 }
 
+// NewClient connects to the configured Nomad. Token and TLS come from the
+// usual NOMAD_* environment variables, as for the nomad CLI.
+func NewClient(cfg config.Nomad) (*api.Client, error) {
+	nc := api.DefaultConfig()
+	nc.Address, nc.Namespace, nc.Region = cfg.Address, cfg.Namespace, cfg.Region
+	c, err := api.NewClient(nc)
+	if err != nil {
+		return nil, fmt.Errorf("nomad client for %s: %w", cfg.Address, err)
+	}
+	return c, nil
+}
+
 // JobID is the Nomad job id of a model.
 func (r *Runtime) JobID(model string) string {
 	var b strings.Builder
