@@ -746,6 +746,16 @@ func TestLoad_Errors(t *testing.T) {
 			models:   lines(`model "a" {`, `  backend {`, `    port = 9001`, `  }`, `  command = ["/bin/a"]`, `  env     = { HOME = home }`, `}`),
 			wantFile: "models.hcl", wantLine: 6, want: `env may use only the variables switchboard and model`,
 		},
+		{
+			name:     "jobspec variables bad name",
+			models:   lines(`model "a" {`, `  backend {`, `    port = 9001`, `  }`, `  command   = ["/bin/a"]`, `  variables = { "1 bad" = "x" }`, `}`),
+			wantFile: "models.hcl", wantLine: 6, want: `"1 bad" is not a jobspec variable name`,
+		},
+		{
+			name:     "jobspec variables not a map",
+			models:   lines(`model "a" {`, `  backend {`, `    port = 9001`, `  }`, `  command   = ["/bin/a"]`, `  variables = ["x"]`, `}`),
+			wantFile: "models.hcl", wantLine: 6, want: `variables must be a map of strings`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -975,5 +985,24 @@ func TestFormatDiagnostics_Rendering(t *testing.T) {
 	two := hcl.Diagnostics{tests[0].diag, tests[2].diag}
 	if got, want := config.FormatDiagnostics(two), "m.hcl:3:5: bad: why\nbad: why"; got != want {
 		t.Fatalf("two diagnostics: got %q, want %q", got, want)
+	}
+}
+
+func TestLoad_JobspecVariables(t *testing.T) {
+	cfg := mustLoad(t, files{
+		"gateway.hcl": lines(`orchestrator {`, `  runtime = "local"`, `}`),
+		"models.hcl": lines(
+			`model "a" {`,
+			`  backend {`,
+			`    port = 9001`,
+			`  }`,
+			`  command   = ["/bin/a"]`,
+			`  variables = { switchboard_bin = switchboard, port_copy = model.port, hf_cache_dir = "/data/hf" }`,
+			`}`,
+		),
+	}, nil)
+	got := cfg.Models[0].Variables
+	if got["switchboard_bin"] == "" || got["port_copy"] != "9001" || got["hf_cache_dir"] != "/data/hf" {
+		t.Fatalf("variables = %v", got)
 	}
 }

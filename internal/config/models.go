@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
 )
@@ -45,6 +46,9 @@ type modelBlock struct {
 	// switchboard and model; see modelEvalContext.
 	Command hcl.Expression `hcl:"command,optional"`
 	Env     hcl.Expression `hcl:"env,optional"`
+	// Variables are extra jobspec variables (nomad runtime), evaluated
+	// like Env.
+	Variables hcl.Expression `hcl:"variables,optional"`
 }
 
 type sourceBlock struct {
@@ -193,6 +197,7 @@ func (l *loader) decodeModel(dir string, mb *modelBlock) (*Model, []aliasDecl) {
 	ctx := l.modelEvalContext(m, portOK)
 	command := l.evalCommand(mb, ctx, fail)
 	env := l.evalEnv(mb, ctx, fail)
+	m.Variables = l.evalVariables(mb, ctx, fail)
 	if local {
 		m.Command, m.Env = command, env
 		if command == nil && isNull(mb.Command) {
@@ -443,6 +448,41 @@ func (l *loader) evalEnv(mb *modelBlock, ctx *hcl.EvalContext, fail failFunc) ma
 		env[k] = e.AsString()
 	}
 	return env
+}
+
+// evalVariables evaluates a model's extra jobspec variables; names must be
+// HCL identifiers, values are strings (numbers become strings; Nomad
+// converts them to the variable's declared type).
+func (l *loader) evalVariables(mb *modelBlock, ctx *hcl.EvalContext, fail failFunc) map[string]string {
+	if isNull(mb.Variables) || !l.checkVariables("variables", mb.Variables, fail) {
+		return nil
+	}
+	v, diags := mb.Variables.Value(ctx)
+	l.diags = append(l.diags, diags...)
+	if diags.HasErrors() || v.IsNull() {
+		return nil
+	}
+	v, err := convert.Convert(v, cty.Map(cty.String))
+	if err != nil {
+		fail(mb.Variables.Range(), "invalid variables", "variables must be a map of strings, such as { hf_cache_dir = \"/data/hf\" }: %v", err)
+		return nil
+	}
+	if !v.IsWhollyKnown() {
+		return nil
+	}
+	vars := make(map[string]string, v.LengthInt())
+	for k, e := range v.AsValueMap() {
+		if !hclsyntax.ValidIdentifier(k) {
+			fail(mb.Variables.Range(), "invalid variables", "%q is not a jobspec variable name", k)
+			continue
+		}
+		if e.IsNull() {
+			fail(mb.Variables.Range(), "invalid variables", "variable %s must not be null", k)
+			continue
+		}
+		vars[k] = e.AsString()
+	}
+	return vars
 }
 
 // isNull reports whether an optional expression is absent (gohcl fills in a

@@ -159,6 +159,10 @@ type Model struct {
 	Command []string
 	// Env is extra environment for the local runtime's command.
 	Env map[string]string
+	// Variables are extra variables for the model's jobspec (nomad
+	// runtime), passed to Nomad's parse as variables, never as HCL text.
+	// They override the ones the switchboard derives (image, port, ...).
+	Variables map[string]string
 
 	// DeclRange is where the model block starts, for diagnostics.
 	DeclRange hcl.Range

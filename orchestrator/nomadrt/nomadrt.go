@@ -17,8 +17,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -196,6 +198,9 @@ func (r *Runtime) variables(m *config.Model) []byte {
 	}
 	if m.Quantization != "" {
 		b.SetAttributeValue("quantization", cty.StringVal(m.Quantization))
+	}
+	for _, k := range slices.Sorted(maps.Keys(m.Variables)) {
+		b.SetAttributeValue(k, cty.StringVal(m.Variables[k]))
 	}
 	return f.Bytes()
 }
