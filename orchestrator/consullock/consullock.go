@@ -67,6 +67,8 @@ const (
 
 // Options configures a Lock.
 type Options struct {
+	// Client talks to the local Consul agent; the caller builds it (address,
+	// token, TLS) and owns it.
 	Client *api.Client
 	// Key is the KV key of the lock, e.g. "llm-switchboard/leader".
 	Key string
@@ -83,7 +85,9 @@ type Options struct {
 	// {"holder","node","pid","since"} for operators. Default: the host
 	// name.
 	Holder string
-	Log    hclog.Logger
+	// Log receives the lock's events under the name "consullock"; default:
+	// discard.
+	Log hclog.Logger
 	// RetryMax caps the jittered exponential backoff while Consul is
 	// unreachable or refusing; default 10s.
 	RetryMax time.Duration

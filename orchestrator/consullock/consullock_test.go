@@ -35,9 +35,12 @@ func TestLock_Conformance(t *testing.T) {
 	srv := newFake(t)
 	client := newClient(t, srv.Config())
 	logger, _ := newLogger(t)
+	// A second of lock-delay makes the suite's "no lock-delay after a
+	// voluntary release" check meaningful.
+	const lockDelay = time.Second
 	locktest.Run(t, locktest.Harness{
 		New: func(t *testing.T) orchestrator.Lock {
-			return newLock(t, consullock.Options{Client: client, Key: testKey, Holder: t.Name(), Log: logger})
+			return newLock(t, consullock.Options{Client: client, Key: testKey, Holder: t.Name(), Log: logger, LockDelay: lockDelay})
 		},
 		Revoke: func(t *testing.T) {
 			t.Helper()
@@ -47,9 +50,7 @@ func TestLock_Conformance(t *testing.T) {
 			}
 			srv.InvalidateSession(session)
 		},
-		// A second of lock-delay makes the suite's "no lock-delay after a
-		// voluntary release" check meaningful.
-		LockDelay: time.Second,
+		LockDelay: lockDelay,
 	})
 	if s := srv.Sessions(); len(s) != 0 {
 		t.Fatalf("sessions left behind after the suite: %v", s)

@@ -1,6 +1,8 @@
 package localrt_test
 
 import (
+	"github.com/llm-switchboard/llm-switchboard/orchestrator/runtimetest"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,6 +78,7 @@ type pidsReply struct {
 }
 
 func TestMain(m *testing.M) {
+	runtimetest.BackendMain() // the conformance suite's backends
 	if mode := os.Getenv(envBackend); mode != "" {
 		os.Exit(runBackend(mode))
 	}

@@ -29,6 +29,9 @@ func New() *Lock { return &Lock{token: make(chan struct{}, 1)} }
 
 // RunWhileHeld implements orchestrator.Lock.
 func (l *Lock) RunWhileHeld(ctx context.Context, fn func(context.Context, orchestrator.Held) error) error {
+	if err := ctx.Err(); err != nil {
+		return err // select would pick at random between a free lock and a dead ctx
+	}
 	select {
 	case l.token <- struct{}{}:
 	case <-ctx.Done():
