@@ -387,7 +387,8 @@ func (r *Runtime) Running(ctx context.Context) ([]string, error) {
 }
 
 // Adoptable implements orchestrator.AdoptionChecker: a running job may be
-// adopted when it was rendered from the current jobspec and settings.
+// adopted when it was rendered from the current jobspec and settings and
+// is not already being stopped.
 func (r *Runtime) Adoptable(ctx context.Context, m *config.Model) (bool, error) {
 	src, err := r.opts.ReadFile(m.Jobspec)
 	if err != nil {
@@ -397,6 +398,9 @@ func (r *Runtime) Adoptable(ctx context.Context, m *config.Model) (bool, error) 
 	job, _, err := r.opts.Client.Jobs().Info(r.JobID(m.Name), r.query(ctx))
 	if err != nil {
 		return false, fmt.Errorf("read job of %s: %s", m.Name, nomadMessage(err))
+	}
+	if job.Stop != nil && *job.Stop {
+		return false, nil // deregistered, still shutting down
 	}
 	return job.Meta[MetaConfigHash] == want, nil
 }
