@@ -12,7 +12,7 @@ HCLFMT        := github.com/hashicorp/hcl/v2/cmd/hclfmt@v2.25.0
 HCL_FILES      = $(shell find configs jobs.nomad.d terraform -type f \( -name '*.hcl' -o -name '*.tf' \) 2>/dev/null)
 SHELL_FILES    = $(shell find scripts .ci -type f \( -name '*.sh' -o -name run \) 2>/dev/null)
 
-.PHONY: build build-arm64 run test fmt-check vet lint tidy-check check-deps hcl-check shellcheck go-test clean
+.PHONY: test-real build build-arm64 run test fmt-check vet lint tidy-check check-deps hcl-check shellcheck go-test clean
 
 build: ## build bin/switchboard for this machine
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/switchboard
@@ -61,6 +61,13 @@ shellcheck:
 
 go-test:
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# Contract tests against real Nomad and Consul dev agents (raw_exec enabled);
+# see the README. They run the same suites the fakes pass.
+test-real:
+	@if [ -z "$$NOMAD_ADDR" ] || [ -z "$$CONSUL_HTTP_ADDR" ]; then \
+		echo "set NOMAD_ADDR and CONSUL_HTTP_ADDR to Nomad and Consul dev agents (see README: Contract tests)"; exit 2; fi
+	$(GO) test -count=1 -v -run 'RealAgent' ./orchestrator/nomadrt/ ./orchestrator/consullock/
 
 clean:
 	rm -rf bin

@@ -47,16 +47,20 @@ type queueView struct {
 	OldestWaitSec float64 `json:"oldest_wait_seconds"`
 }
 
-// switchView renders a switch's timings in seconds for people.
+// switchView renders a switch's per-step timings in seconds for people.
 type switchView struct {
-	From     string  `json:"from"`
-	To       string  `json:"to"`
-	Reason   string  `json:"reason"`
-	DrainSec float64 `json:"drain_seconds"`
-	StopSec  float64 `json:"stop_seconds"`
-	StartSec float64 `json:"start_seconds"`
-	TotalSec float64 `json:"total_seconds"`
-	Error    string  `json:"error,omitempty"`
+	From         string  `json:"from"`
+	To           string  `json:"to"`
+	Reason       string  `json:"reason"`
+	Adopted      bool    `json:"adopted,omitempty"`
+	PreflightSec float64 `json:"preflight_seconds"`
+	DrainSec     float64 `json:"drain_seconds"`
+	StopSec      float64 `json:"stop_seconds"`
+	MemorySec    float64 `json:"memory_wait_seconds"`
+	StartSec     float64 `json:"start_seconds"`
+	CanarySec    float64 `json:"canary_seconds"`
+	TotalSec     float64 `json:"total_seconds"`
+	Error        string  `json:"error,omitempty"`
 }
 
 // status shows the slot as the leader published it, and the queues.
@@ -86,8 +90,9 @@ func (s *Server) status(r *http.Request) (any, error) {
 	}
 	if st != nil && st.LastSwitch != nil {
 		ls := st.LastSwitch
-		v.LastSwitch = &switchView{From: ls.From, To: ls.To, Reason: ls.Reason,
-			DrainSec: ls.Drain.Seconds(), StopSec: ls.Stop.Seconds(), StartSec: ls.Start.Seconds(),
+		v.LastSwitch = &switchView{From: ls.From, To: ls.To, Reason: ls.Reason, Adopted: ls.Adopted,
+			PreflightSec: ls.Preflight.Seconds(), DrainSec: ls.Drain.Seconds(), StopSec: ls.Stop.Seconds(),
+			MemorySec: ls.Memory.Seconds(), StartSec: ls.Start.Seconds(), CanarySec: ls.Canary.Seconds(),
 			TotalSec: ls.Total.Seconds(), Error: ls.Error}
 	}
 	return v, nil
