@@ -362,7 +362,7 @@ func terminal(clientStatus string) bool {
 }
 
 // Running implements orchestrator.Runtime: the models whose managed jobs
-// (of this slot) are not dead.
+// (of this slot) are not dead or still have a live allocation.
 func (r *Runtime) Running(ctx context.Context) ([]string, error) {
 	q := r.query(ctx)
 	q.Prefix = r.opts.Nomad.JobPrefix
@@ -373,17 +373,41 @@ func (r *Runtime) Running(ctx context.Context) ([]string, error) {
 	}
 	var models []string
 	for _, s := range stubs {
-		if s.Meta[MetaManagedBy] != ManagedByValue || s.Meta[MetaSlot] != r.opts.Slot {
+		if s.Meta[MetaManagedBy] != ManagedByValue || s.Meta[MetaSlot] != r.opts.Slot || s.Meta[MetaModel] == "" {
 			continue
 		}
-		if s.Status == "dead" {
-			continue
+		alive := s.Status != "dead"
+		if !alive {
+			// Nomad marks a stopped job dead as soon as its allocations
+			// are told to stop, while the task may still be inside its
+			// kill_timeout holding memory: ask the allocations.
+			if alive, err = r.hasLiveAllocs(ctx, s.ID); err != nil {
+				return nil, err
+			}
 		}
-		if m := s.Meta[MetaModel]; m != "" {
-			models = append(models, m)
+		if alive {
+			models = append(models, s.Meta[MetaModel])
 		}
 	}
 	return models, nil
+}
+
+// hasLiveAllocs reports whether any allocation of the job is not terminal
+// on its client.
+func (r *Runtime) hasLiveAllocs(ctx context.Context, jobID string) (bool, error) {
+	allocs, _, err := r.opts.Client.Jobs().Allocations(jobID, true, r.query(ctx))
+	if err != nil {
+		if isNotFound(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("list allocations of %s: %s", jobID, nomadMessage(err))
+	}
+	for _, a := range allocs {
+		if !terminal(a.ClientStatus) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // Adoptable implements orchestrator.AdoptionChecker: a running job may be

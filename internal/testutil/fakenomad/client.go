@@ -72,7 +72,6 @@ type allocRunner struct {
 	dir   string
 	kill  chan struct{}
 	once  sync.Once
-	done  chan struct{}
 	tasks []*taskRunner
 
 	// alive counts running processes; guarded by s.mu.
@@ -105,7 +104,6 @@ func (s *Server) startAllocRunner(rec *allocRecord) {
 		rec:  rec,
 		job:  rec.alloc.Job,
 		kill: make(chan struct{}),
-		done: make(chan struct{}),
 		dir:  filepath.Join(s.dataDir, "alloc", rec.alloc.ID),
 	}
 	for _, tg := range ar.job.TaskGroups {
@@ -118,7 +116,6 @@ func (s *Server) startAllocRunner(rec *allocRecord) {
 }
 
 func (ar *allocRunner) run() {
-	defer close(ar.done)
 	s := ar.s
 	a := ar.rec.alloc
 
@@ -273,6 +270,8 @@ func (tr *taskRunner) run() (failed bool) {
 		select {
 		case <-ar.kill:
 			return tr.finish(false)
+		case <-tr.sibling:
+			return tr.finish(false)
 		case <-s.ctx.Done():
 			return tr.finish(false)
 		default:
@@ -291,6 +290,12 @@ func (tr *taskRunner) run() (failed bool) {
 			var res exitResult
 			select {
 			case res = <-proc.exited:
+				select {
+				case <-ar.kill:
+					// It exited as it was being stopped: a stop, not a crash.
+					tr.tracker.setKilled()
+				default:
+				}
 			case <-ar.kill:
 				res = tr.kill(proc)
 				tr.tracker.setKilled()
@@ -344,6 +349,9 @@ func (tr *taskRunner) run() (failed bool) {
 		select {
 		case <-timer.C:
 		case <-ar.kill:
+			timer.Stop()
+			return tr.finish(false)
+		case <-tr.sibling:
 			timer.Stop()
 			return tr.finish(false)
 		case <-s.ctx.Done():
@@ -493,8 +501,8 @@ func (tr *taskRunner) start() (*process, error) {
 		s.mu.Unlock()
 		if failPull {
 			// The docker driver's error for an image the registry does not
-			// have; it does not match "Error: image .+ not found" only when
-			// the daemon words it differently, so this one is unrecoverable.
+			// have. Its text matches the driver's "Error: image .+ not
+			// found", so it is unrecoverable: no restart.
 			return nil, &driverError{msg: fmt.Sprintf("Failed to pull `%s`: Error: image %s not found", image, image)}
 		}
 		if s.opts.DockerCommand == nil {
@@ -658,7 +666,7 @@ func newRestartTracker(p *api.RestartPolicy, jobType string) *restartTracker {
 	return &restartTracker{policy: p, onSuccess: jobType != "batch" && jobType != "sysbatch", startTime: time.Now()}
 }
 
-func (r *restartTracker) setStartError(err error)   { r.startErr = err }
+func (r *restartTracker) setStartError(err error)    { r.startErr = err }
 func (r *restartTracker) setExitResult(e exitResult) { r.exit = &e }
 func (r *restartTracker) setKilled()                 { r.killed = true }
 

@@ -5,11 +5,13 @@ import (
 	"math"
 	"math/big"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/ext/dynblock"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/nomad/api"
 	"github.com/zclconf/go-cty/cty"
@@ -154,11 +156,13 @@ func (d *decoder) decodeStruct(body hcl.Body, sv reflect.Value) hcl.Diagnostics 
 			schema.Blocks = append(schema.Blocks, hcl.BlockHeaderSchema{Type: f.name, LabelNames: labelNames(t.Field(f.index).Type)})
 		}
 	}
+	body, restore := d.expandDynamic(body)
 	content, cdiags := body.Content(schema)
 	diags = append(diags, cdiags...)
 	if content == nil {
 		return diags
 	}
+	restore(content)
 	for _, f := range fields {
 		fv := sv.Field(f.index)
 		switch f.kind {
@@ -201,6 +205,31 @@ func (d *decoder) decodeStruct(body hcl.Body, sv reflect.Value) hcl.Diagnostics 
 		}
 	}
 	return diags
+}
+
+// expandDynamic expands the dynamic blocks written directly in body, as
+// jobspec2 does for the whole job. The static blocks keep their syntax
+// bodies (restore puts them back into the decoded content) so that a task
+// config in them keeps its nested blocks; only blocks a dynamic block
+// generates are decoded through dynblock's bodies.
+func (d *decoder) expandDynamic(body hcl.Body) (hcl.Body, func(*hcl.BodyContent)) {
+	sb, ok := body.(*hclsyntax.Body)
+	if !ok || !slices.ContainsFunc(sb.Blocks, func(b *hclsyntax.Block) bool { return b.Type == "dynamic" }) {
+		return body, func(*hcl.BodyContent) {}
+	}
+	static := map[hcl.Range]hcl.Body{}
+	for _, b := range sb.Blocks {
+		if b.Type != "dynamic" {
+			static[b.DefRange()] = b.Body
+		}
+	}
+	return dynblock.Expand(sb, d.ctx), func(c *hcl.BodyContent) {
+		for _, b := range c.Blocks {
+			if orig, ok := static[b.DefRange]; ok {
+				b.Body = orig
+			}
+		}
+	}
 }
 
 func duplicateBlock(blocks hcl.Blocks, name string) *hcl.Diagnostic {

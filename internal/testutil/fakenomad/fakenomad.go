@@ -41,6 +41,7 @@ import (
 type Options struct {
 	// Consul, when set, receives the services of running allocations
 	// (with their HTTP checks) and loses them when the allocations stop.
+	// Create it before the fake Nomad, so that it outlives it at cleanup.
 	Consul *fakeconsul.Server
 	// Drivers are the node's healthy task drivers; default raw_exec and
 	// docker.
@@ -147,6 +148,9 @@ func New(t testing.TB, opts Options) *Server {
 	s.mu.Unlock()
 
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
+	// The node's client API is this server too (api.AllocFS talks to the
+	// node's HTTPAddr directly).
+	s.node.HTTPAddr = strings.TrimPrefix(s.srv.URL, "http://")
 	s.wg.Go(s.evalWorker)
 	t.Cleanup(s.close)
 	return s
@@ -156,19 +160,19 @@ func (s *Server) buildNode() {
 	hostname, _ := os.Hostname()
 	id := newUUID()
 	attrs := map[string]string{
-		"kernel.name":                runtime.GOOS,
-		"cpu.arch":                   runtime.GOARCH,
-		"os.name":                    runtime.GOOS,
-		"unique.hostname":            hostname,
-		"unique.network.ip-address":  s.hostIP,
-		"nomad.version":              "2.0.6-dev",
-		"nomad.revision":             "aa026cc99cfb74a77e519a1c1f0c78ba1b452705",
-		"nomad.service_discovery":    "true",
-		"consul.version":             "1.22.7",
-		"consul.datacenter":          "dc1",
-		"unique.consul.name":         hostname,
-		"cpu.numcores":               "20",
-		"cpu.totalcompute":           "60000",
+		"kernel.name":               runtime.GOOS,
+		"cpu.arch":                  runtime.GOARCH,
+		"os.name":                   runtime.GOOS,
+		"unique.hostname":           hostname,
+		"unique.network.ip-address": s.hostIP,
+		"nomad.version":             "2.0.6-dev",
+		"nomad.revision":            "aa026cc99cfb74a77e519a1c1f0c78ba1b452705",
+		"nomad.service_discovery":   "true",
+		"consul.version":            "1.22.7",
+		"consul.datacenter":         "dc1",
+		"unique.consul.name":        hostname,
+		"cpu.numcores":              "20",
+		"cpu.totalcompute":          "60000",
 	}
 	drivers := map[string]*api.DriverInfo{}
 	now := time.Now().UTC()
@@ -224,7 +228,6 @@ func (s *Server) buildNode() {
 		ID:                    id,
 		Datacenter:            "dc1",
 		Name:                  name,
-		HTTPAddr:              s.hostIP + ":4646",
 		Attributes:            attrs,
 		NodeResources:         res,
 		ReservedResources:     &api.NodeReservedResources{},

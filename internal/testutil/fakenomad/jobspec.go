@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/ext/dynblock"
 	"github.com/hashicorp/hcl/v2/ext/typeexpr"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/nomad/api"
@@ -467,15 +466,7 @@ func (p *jobspecParser) decodeJob(content *hcl.BodyContent) hcl.Diagnostics {
 		found = b
 		p.jobID = b.Labels[0]
 
-		body := b.Body
-		if hasDynamicBlocks(b.Body) {
-			// jobspec2 expands dynamic blocks everywhere in the job. The
-			// expanded bodies are no longer syntax trees, so a task config
-			// inside one can only hold attributes (nested config blocks
-			// need a job without dynamic blocks).
-			body = dynblock.Expand(body, ctx)
-		}
-		meta, body, mdiags := d.decodeAsAttribute(body, "meta")
+		meta, body, mdiags := d.decodeAsAttribute(b.Body, "meta")
 		diags = append(diags, mdiags...)
 
 		extra, remain, ediags := body.PartialContent(&hcl.BodySchema{
@@ -656,19 +647,4 @@ func unknownRootLiterals(body *hclsyntax.Body) map[string]cty.Value {
 		out[name] = build(n)
 	}
 	return out
-}
-
-func hasDynamicBlocks(body hcl.Body) bool {
-	sb, ok := body.(*hclsyntax.Body)
-	if !ok {
-		return false
-	}
-	found := false
-	hclsyntax.VisitAll(sb, func(n hclsyntax.Node) hcl.Diagnostics {
-		if b, ok := n.(*hclsyntax.Block); ok && b.Type == "dynamic" {
-			found = true
-		}
-		return nil
-	})
-	return found
 }

@@ -368,11 +368,21 @@ func TestLifecycle_DockerTask(t *testing.T) {
 
 	t.Run("runs through DockerCommand", func(t *testing.T) {
 		t.Parallel()
-		srv := fakenomad.New(t, fakenomad.Options{DockerCommand: docker})
+		seen := make(chan *api.Task, 1)
+		srv := fakenomad.New(t, fakenomad.Options{DockerCommand: func(task *api.Task) ([]string, map[string]string, error) {
+			seen <- task
+			return docker(task)
+		}})
 		c := newClient(t, srv)
 		alloc := waitRunning(t, c, parseBackend(t, c, "docker", `driver = "docker"`))
 		ts := alloc.TaskStates["server"]
 		assertEqual(t, "driver event", findEvent(ts, "Driver").DisplayMessage, "Downloading image")
+		// The driver sees the task interpolated at run time.
+		task := <-seen
+		port := alloc.AllocatedResources.Shared.Ports[0].Value
+		assertEqual(t, "args", fmt.Sprint(task.Config["args"]), fmt.Sprintf("[--port %d --mode serve --alloc %s]", port, alloc.ID))
+		assertEqual(t, "env", task.Env["BACKEND_JOB"], "backend")
+		assertEqual(t, "image", task.Config["image"], any("backend:test"))
 		if _, _, err := c.Jobs().Deregister("docker", false, nil); err != nil {
 			t.Fatalf("deregister: %v", err)
 		}

@@ -242,3 +242,115 @@ job "interp" {
 	// A nested config block is a list of maps, as in jobspec2.
 	assertEqual(t, "port_map", fmt.Sprint(task.Config["port_map"]), "[map[http:8080]]")
 }
+
+// TestParse_CommonBlocks covers blocks jobspecs use that the fake only
+// carries along: volumes, templates, artifacts, check headers, meta as an
+// attribute, dynamic blocks and functions.
+func TestParse_CommonBlocks(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, fakenomad.New(t, fakenomad.Options{}))
+	hcl := `
+variable "ports" {
+  type    = list(string)
+  default = ["http", "metrics"]
+}
+
+locals {
+  name = lower(format("%s-%d", "Web", 2))
+}
+
+job "blocks" {
+  name = local.name
+  meta = {
+    "managed-by" = "llm-switchboard"
+    "config.hash" = sha256("x")
+  }
+
+  group "g" {
+    count = 2
+
+    volume "weights" {
+      type      = "host"
+      source    = "hf-cache"
+      read_only = true
+    }
+
+    network {
+      dynamic "port" {
+        for_each = var.ports
+        labels   = [port.value]
+        content {}
+      }
+    }
+
+    service {
+      name = "web"
+      port = "http"
+
+      check {
+        type     = "http"
+        path     = "/health"
+        interval = "10s"
+        timeout  = "2s"
+        header {
+          Authorization = ["Bearer x"]
+        }
+      }
+    }
+
+    task "t" {
+      driver = "docker"
+
+      config {
+        image = "nginx"
+        mount {
+          type   = "bind"
+          source = "local"
+          target = "/etc/nginx"
+        }
+      }
+
+      volume_mount {
+        volume      = "weights"
+        destination = "/models"
+      }
+
+      template {
+        data        = "hello {{ env \"NOMAD_TASK_NAME\" }}"
+        destination = "local/index.html"
+      }
+
+      artifact {
+        source = "https://example.com/x.tgz"
+      }
+
+      resources {
+        memory     = 512
+        memory_max = 1024
+      }
+    }
+  }
+}
+`
+	job, err := c.Jobs().ParseHCLOpts(&api.JobsParseRequest{JobHCL: hcl, Canonicalize: true})
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	assertEqual(t, "name", *job.Name, "web-2")
+	assertEqual(t, "managed-by", job.Meta["managed-by"], "llm-switchboard")
+	assertEqual(t, "hash", len(job.Meta["config.hash"]), 64)
+	tg := job.TaskGroups[0]
+	assertEqual(t, "count", *tg.Count, 2)
+	assertEqual(t, "volume", tg.Volumes["weights"].Source, "hf-cache")
+	assertEqual(t, "volume name", tg.Volumes["weights"].Name, "weights")
+	assertEqual(t, "dynamic ports", len(tg.Networks[0].DynamicPorts), 2)
+	assertEqual(t, "second port", tg.Networks[0].DynamicPorts[1].Label, "metrics")
+	assertEqual(t, "header", tg.Services[0].Checks[0].Header["Authorization"][0], "Bearer x")
+	task := tg.Tasks[0]
+	assertEqual(t, "volume mount", *task.VolumeMounts[0].Destination, "/models")
+	assertEqual(t, "template", *task.Templates[0].DestPath, "local/index.html")
+	assertEqual(t, "template change mode", *task.Templates[0].ChangeMode, "restart")
+	assertEqual(t, "artifact", *task.Artifacts[0].GetterSource, "https://example.com/x.tgz")
+	assertEqual(t, "memory max", *task.Resources.MemoryMaxMB, 1024)
+	assertEqual(t, "mount", fmt.Sprint(task.Config["mount"]), "[map[source:local target:/etc/nginx type:bind]]")
+}
