@@ -89,12 +89,11 @@ type Runtime struct {
 
 // modelState is what the runtime remembers of a model's job.
 type modelState struct {
-	jobID    string
-	evalID   string // of the last registration; "" after adoption
-	service  string // Consul service name of the job
-	portName string // port label the service advertises
-	hash     string
-	nodeID   string // node of the last allocation
+	jobID   string
+	evalID  string // of the last registration; "" after adoption
+	service string // Consul service name of the job
+	hash    string
+	nodeID  string // node of the last allocation
 }
 
 // New checks opts and returns a runtime.
@@ -253,19 +252,19 @@ func configHash(src, vars []byte) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// serviceOf finds the job's first service and its port label.
-func serviceOf(job *api.Job) (name, port string) {
+// serviceOf finds the name of the job's first service.
+func serviceOf(job *api.Job) string {
 	for _, tg := range job.TaskGroups {
 		for _, s := range tg.Services {
-			return s.Name, s.PortLabel
+			return s.Name
 		}
 		for _, t := range tg.Tasks {
 			for _, s := range t.Services {
-				return s.Name, s.PortLabel
+				return s.Name
 			}
 		}
 	}
-	return "", ""
+	return ""
 }
 
 // Start implements orchestrator.Runtime: render and register with
@@ -275,7 +274,7 @@ func (r *Runtime) Start(ctx context.Context, m *config.Model) error {
 	if err != nil {
 		return err
 	}
-	service, port := serviceOf(job)
+	service := serviceOf(job)
 	if service == "" {
 		return fmt.Errorf("jobspec %s of %s registers no service: the switchboard needs its Consul health check", m.Jobspec, m.Name)
 	}
@@ -298,7 +297,7 @@ func (r *Runtime) Start(ctx context.Context, m *config.Model) error {
 	r.log.Info("job registered", "model", m.Name, "job_id", *job.ID, "eval_id", resp.EvalID, "job_modify_index", resp.JobModifyIndex)
 	st := r.state(m.Name)
 	r.mu.Lock()
-	st.evalID, st.service, st.portName, st.hash = resp.EvalID, service, port, hash
+	st.evalID, st.service, st.hash = resp.EvalID, service, hash
 	r.mu.Unlock()
 	return nil
 }
@@ -462,7 +461,7 @@ func (r *Runtime) Describe(ctx context.Context, model string) (map[string]string
 func (r *Runtime) WaitHealthy(ctx context.Context, m *config.Model) (orchestrator.Backend, error) {
 	st := r.state(m.Name)
 	r.mu.Lock()
-	evalID, service, portName := st.evalID, st.service, st.portName
+	evalID, service := st.evalID, st.service
 	r.mu.Unlock()
 	if service == "" {
 		// Adopted: learn the service from the job itself.
@@ -470,9 +469,9 @@ func (r *Runtime) WaitHealthy(ctx context.Context, m *config.Model) (orchestrato
 		if err != nil {
 			return orchestrator.Backend{}, fmt.Errorf("read job %s: %s", st.jobID, nomadMessage(err))
 		}
-		service, portName = serviceOf(job)
+		service = serviceOf(job)
 		r.mu.Lock()
-		st.service, st.portName = service, portName
+		st.service = service
 		r.mu.Unlock()
 	}
 	if evalID != "" {

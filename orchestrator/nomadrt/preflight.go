@@ -19,7 +19,7 @@ func (r *Runtime) Preflight(ctx context.Context, m *config.Model, running []stri
 	if err != nil {
 		return err
 	}
-	if service, _ := serviceOf(job); service == "" {
+	if serviceOf(job) == "" {
 		return fmt.Errorf("jobspec %s of %s registers no service: the switchboard needs its Consul health check", m.Jobspec, m.Name)
 	}
 	plan, _, err := r.opts.Client.Jobs().Plan(job, false, r.write(ctx))

@@ -204,6 +204,7 @@ func parseBool(r *http.Request, field string) (bool, error) {
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
+		//lint:ignore ST1005 the body is Nomad's exact wire text
 		return false, fmt.Errorf("Failed to parse value of %q (%v) as a bool: %v", field, v, err)
 	}
 	return b, nil
@@ -336,6 +337,7 @@ func (s *Server) handleJob(w http.ResponseWriter, r *http.Request) (any, error) 
 		}
 		if v := r.URL.Query().Get("no_shutdown_delay"); v != "" {
 			if _, err := strconv.ParseBool(v); err != nil {
+				//lint:ignore ST1005 the body is Nomad's exact wire text
 				return nil, fmt.Errorf("Failed to parse value of %qq (%v) as a bool: %v", "no_shutdown_delay", v, err)
 			}
 		}

@@ -758,6 +758,7 @@ func (s *Server) createAllocLocked(eval *api.Evaluation, job *api.Job, p placeme
 		DesiredStatus: desiredRun,
 		ClientStatus:  allocPending,
 		Metrics:       p.metric,
+		//lint:ignore SA1019 real Nomad still sends the deprecated fields
 		TaskResources: map[string]*api.Resources{},
 		AllocatedResources: &api.AllocatedResources{
 			Tasks: map[string]*api.AllocatedTaskResources{},
@@ -791,6 +792,7 @@ func (s *Server) createAllocLocked(eval *api.Evaluation, job *api.Job, p placeme
 			maxMem = *t.Resources.MemoryMaxMB
 		}
 		totalCPU, totalMem, totalMax = totalCPU+cpu, totalMem+mem, totalMax+maxMem
+		//lint:ignore SA1019 real Nomad still sends the deprecated fields
 		a.TaskResources[t.Name] = &api.Resources{CPU: new(cpu), MemoryMB: new(mem)}
 		atr := &api.AllocatedTaskResources{
 			Cpu:     api.AllocatedCpuResources{CpuShares: int64(cpu)},
@@ -802,8 +804,10 @@ func (s *Server) createAllocLocked(eval *api.Evaluation, job *api.Job, p placeme
 		}
 		a.AllocatedResources.Tasks[t.Name] = atr
 	}
+	//lint:ignore SA1019 real Nomad still sends the deprecated fields
 	a.Resources = &api.Resources{CPU: new(totalCPU), MemoryMB: new(totalMem), MemoryMaxMB: new(totalMax), DiskMB: new(disk)}
 	if p.network != nil {
+		//lint:ignore SA1019 real Nomad still sends the deprecated fields
 		a.Resources.Networks = []*api.NetworkResource{p.network}
 	}
 	if p.prev != nil {
