@@ -61,9 +61,11 @@ func Default() *Config {
 			CanaryTimeout:    time.Minute,
 		},
 		Scheduler: Scheduler{
-			MaxWait:      10 * time.Minute,
-			QueueTimeout: 30 * time.Minute,
-			ResultTTL:    time.Hour,
+			MaxWait:         10 * time.Minute,
+			QueueTimeout:    30 * time.Minute,
+			ResultTTL:       time.Hour,
+			MaxPending:      1000,
+			MaxPendingTotal: 5000,
 		},
 	}
 }
@@ -277,6 +279,10 @@ type schedulerBlock struct {
 	QueueTimeoutRange hcl.Range `hcl:"queue_timeout,attr_value_range"`
 	ResultTTL         *string   `hcl:"result_ttl,optional"`
 	ResultTTLRange    hcl.Range `hcl:"result_ttl,attr_value_range"`
+	MaxPending        *int      `hcl:"max_pending,optional"`
+	MaxPendingRange   hcl.Range `hcl:"max_pending,attr_value_range"`
+	MaxTotal          *int      `hcl:"max_pending_total,optional"`
+	MaxTotalRange     hcl.Range `hcl:"max_pending_total,attr_value_range"`
 }
 
 // applyGateway copies what gateway.hcl sets over the defaults, checking each
@@ -355,6 +361,8 @@ func (l *loader) applyGateway(gf *gatewayFile) {
 		l.setDuration(&c.Scheduler.MaxWait, b.MaxWait, b.MaxWaitRange, "scheduler.max_wait")
 		l.setDuration(&c.Scheduler.QueueTimeout, b.QueueTimeout, b.QueueTimeoutRange, "scheduler.queue_timeout")
 		l.setDuration(&c.Scheduler.ResultTTL, b.ResultTTL, b.ResultTTLRange, "scheduler.result_ttl")
+		l.setPositive(&c.Scheduler.MaxPending, b.MaxPending, b.MaxPendingRange, "scheduler.max_pending")
+		l.setPositive(&c.Scheduler.MaxPendingTotal, b.MaxTotal, b.MaxTotalRange, "scheduler.max_pending_total")
 	}
 }
 
@@ -383,6 +391,18 @@ func checkLockKey(s string) error {
 		return fmt.Errorf("%q must not start with \"/\": Consul KV keys are relative", s)
 	}
 	return nil
+}
+
+// setPositive stores *v in dst when the attribute is present and > 0.
+func (l *loader) setPositive(dst *int, v *int, rng hcl.Range, what string) {
+	if v == nil {
+		return
+	}
+	if *v <= 0 {
+		l.check(rng, what, fmt.Errorf("%d must be larger than zero", *v))
+		return
+	}
+	*dst = *v
 }
 
 // setString stores *v in dst when the attribute is present and passes check

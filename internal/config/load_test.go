@@ -112,6 +112,8 @@ func TestLoad_FullGateway(t *testing.T) {
 			`  max_wait      = "5m"`,
 			`  queue_timeout = "6m"`,
 			`  result_ttl    = "7h"`,
+			`  max_pending   = 10`,
+			`  max_pending_total = 20`,
 			`}`,
 		),
 		"m/models.hcl": lines(
@@ -153,10 +155,12 @@ func TestLoad_FullGateway(t *testing.T) {
 			CanaryTimeout:    20 * time.Second,
 		},
 		Scheduler: config.Scheduler{
-			DefaultModel: "b", // the alias resolves to the logical name
-			MaxWait:      5 * time.Minute,
-			QueueTimeout: 6 * time.Minute,
-			ResultTTL:    7 * time.Hour,
+			DefaultModel:    "b", // the alias resolves to the logical name
+			MaxWait:         5 * time.Minute,
+			QueueTimeout:    6 * time.Minute,
+			ResultTTL:       7 * time.Hour,
+			MaxPending:      10,
+			MaxPendingTotal: 20,
 		},
 		Models: cfg.Models,
 	}

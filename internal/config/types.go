@@ -131,6 +131,10 @@ type Scheduler struct {
 	QueueTimeout time.Duration
 	// ResultTTL is how long a finished job's record and result are kept.
 	ResultTTL time.Duration
+	// MaxPending bounds the queued jobs of one model, MaxPendingTotal of
+	// all models; beyond them requests get 429 with Retry-After.
+	MaxPending      int
+	MaxPendingTotal int
 }
 
 // Model is one logical model the switchboard can serve.

@@ -124,6 +124,7 @@ func (s *Store) jobKey(id string) string      { return s.opts.Prefix + "job:" + 
 func (s *Store) queueKey(model string) string { return s.opts.Prefix + "queue:" + model }
 func (s *Store) streamKey(id string) string   { return s.opts.Prefix + "stream:" + id }
 func (s *Store) runningKey() string           { return s.opts.Prefix + "running" }
+func (s *Store) failuresKey() string          { return s.opts.Prefix + "failures" }
 func (s *Store) stateKey(slot string) string  { return s.opts.Prefix + "state:" + slot }
 func (s *Store) leaderKey(slot string) string { return s.opts.Prefix + "leader:" + slot }
 func (s *Store) genKey(slot string) string    { return s.opts.Prefix + "generation:" + slot }
@@ -148,37 +149,121 @@ func fromMicros(v string) time.Time {
 	return time.UnixMicro(n)
 }
 
+// Limits bound what Enqueue accepts; zero means unbounded.
+type Limits struct {
+	MaxPending      int // queued jobs of the job's model
+	MaxPendingTotal int // queued jobs of all models
+	// Models lists every model, to count MaxPendingTotal.
+	Models []string
+}
+
+// ErrQueueFull is returned by Enqueue when a limit is reached; Model is
+// empty when the total limit was hit.
+type ErrQueueFull struct {
+	Model   string
+	Pending int
+	Limit   int
+}
+
+func (e *ErrQueueFull) Error() string {
+	if e.Model == "" {
+		return fmt.Sprintf("the switchboard has %d queued jobs, its limit (max_pending_total %d)", e.Pending, e.Limit)
+	}
+	return fmt.Sprintf("model %s has %d queued jobs, its limit (max_pending %d)", e.Model, e.Pending, e.Limit)
+}
+
+// enqueueScript checks the limits and the idempotency key, then stores the
+// job as queued at the tail of its model's queue and wakes the
+// orchestrator, all at once. KEYS: job, queue, idempotency key (or the job
+// key again when there is none), then every model's queue. It answers
+// {"ok", id}, {"dup", existing id} or {"full", model-or-empty, pending, limit}.
+var enqueueScript = redis.NewScript(`
+if ARGV[8] == '1' then
+  local existing = redis.call('GET', KEYS[3])
+  if existing then return {'dup', existing} end
+end
+local limit = tonumber(ARGV[5])
+if limit > 0 then
+  local n = redis.call('ZCARD', KEYS[2])
+  if n >= limit then return {'full', ARGV[4], tostring(n), ARGV[5]} end
+end
+local total = tonumber(ARGV[6])
+if total > 0 then
+  local n = 0
+  for i = 4, #KEYS do n = n + redis.call('ZCARD', KEYS[i]) end
+  if n >= total then return {'full', '', tostring(n), ARGV[6]} end
+end
+local fields = {}
+for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+if ARGV[8] == '1' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[7]) end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return {'ok', ARGV[1]}
+`)
+
 // Enqueue stores j as queued at the tail of its model's queue and wakes
-// the orchestrator, all in one transaction.
+// the orchestrator, in one atomic step. With an idempotency key, a job
+// the same owner already submitted under that key is returned instead
+// (dup true) and nothing is stored. A full queue is *ErrQueueFull.
 func (s *Store) Enqueue(ctx context.Context, j *Job) error {
+	_, err := s.EnqueueWith(ctx, j, Limits{}, "")
+	return err
+}
+
+// EnqueueWith is Enqueue with limits and an idempotency key ("" for none).
+// It returns the id of the job that stands for the request: j's, or the
+// earlier one's when the key was seen before.
+func (s *Store) EnqueueWith(ctx context.Context, j *Job, lim Limits, idemKey string) (string, error) {
 	if j.ID == "" || j.Model == "" {
-		return errors.New("enqueue: job needs an id and a model")
+		return "", errors.New("enqueue: job needs an id and a model")
 	}
 	if j.Created.IsZero() {
 		j.Created = time.Now()
 	}
 	j.Status = StatusQueued
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, s.jobKey(j.ID),
-			"id", j.ID,
-			"model", j.Model,
-			"client_model", j.ClientModel,
-			"path", j.Path,
-			"mode", string(j.Mode),
-			"owner", j.Owner,
-			"status", string(StatusQueued),
-			"body", j.Body,
-			"notify", j.Notify,
-			"created_us", micros(j.Created),
-		)
-		p.ZAdd(ctx, s.queueKey(j.Model), redis.Z{Score: float64(j.Created.UnixMicro()), Member: j.ID})
-		p.Publish(ctx, s.wakeChannel(), j.Model)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("enqueue job %s: %w", j.ID, err)
+	keys := []string{s.jobKey(j.ID), s.queueKey(j.Model), s.jobKey(j.ID)}
+	useIdem := "0"
+	if idemKey != "" {
+		keys[2] = s.opts.Prefix + "idem:" + j.Owner + ":" + idemKey
+		useIdem = "1"
 	}
-	return nil
+	if lim.MaxPendingTotal > 0 {
+		for _, m := range lim.Models {
+			keys = append(keys, s.queueKey(m))
+		}
+	}
+	args := []any{j.ID, j.Created.UnixMicro(), s.wakeChannel(), j.Model, lim.MaxPending, lim.MaxPendingTotal,
+		int64(s.opts.ResultTTL / time.Second), useIdem,
+		"id", j.ID, "model", j.Model, "client_model", j.ClientModel, "path", j.Path, "mode", string(j.Mode),
+		"owner", j.Owner, "status", string(StatusQueued), "body", j.Body, "notify", j.Notify,
+		"created_us", micros(j.Created)}
+	res, err := enqueueScript.Run(ctx, s.rdb, keys, args...).StringSlice()
+	if err != nil {
+		return "", fmt.Errorf("enqueue job %s: %w", j.ID, err)
+	}
+	switch res[0] {
+	case "ok", "dup":
+		return res[1], nil
+	case "full":
+		pending, _ := strconv.Atoi(res[2])
+		limit, _ := strconv.Atoi(res[3])
+		return "", &ErrQueueFull{Model: res[1], Pending: pending, Limit: limit}
+	}
+	return "", fmt.Errorf("enqueue job %s: unexpected answer %v", j.ID, res)
+}
+
+// QueuePosition returns the 1-based position of a queued job in its
+// model's queue (0 when it is not queued).
+func (s *Store) QueuePosition(ctx context.Context, j *Job) (int, error) {
+	rank, err := s.rdb.ZRank(ctx, s.queueKey(j.Model), j.ID).Result()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("queue position of %s: %w", j.ID, err)
+	}
+	return int(rank) + 1, nil
 }
 
 // Get reads a job.
@@ -353,6 +438,10 @@ local notify = redis.call('HGET', KEYS[1], 'notify')
 if notify and notify ~= '' then
   redis.call('PUBLISH', notify, 'd|' .. ARGV[1] .. '|' .. ARGV[2])
 end
+if ARGV[2] == 'failed' then
+  redis.call('LPUSH', ARGV[11], ARGV[1])
+  redis.call('LTRIM', ARGV[11], 0, 49)
+end
 return 1
 `)
 
@@ -373,7 +462,7 @@ func (s *Store) Finish(ctx context.Context, id string, o Outcome) (bool, error) 
 		[]string{s.jobKey(id), s.runningKey(), s.streamKey(id)},
 		id, string(o.Status), micros(time.Now()), ttl,
 		o.ResultStatus, o.ResultType, o.Result, errJSON, errStatus,
-		s.opts.Prefix+"queue:").Int()
+		s.opts.Prefix+"queue:", s.failuresKey()).Int()
 	if err != nil {
 		return false, fmt.Errorf("finish job %s: %w", id, err)
 	}
@@ -491,4 +580,130 @@ func (s *Store) NextGeneration(ctx context.Context, slot string) (int64, error) 
 		return 0, fmt.Errorf("next generation of slot %s: %w", slot, err)
 	}
 	return g, nil
+}
+
+// maxRequeues bounds how often a job orphaned by a dying leader is put
+// back: a request that keeps killing leaders must not loop forever.
+const maxRequeues = 3
+
+// recoverScript decides the fate of a job orphaned by a dead leader: if
+// nothing of it reached the client (no chunk logged) it goes back to the
+// head of its queue (its original enqueue time keeps its place); else it
+// must be failed. It answers requeued, sent, exhausted or gone.
+var recoverScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'status')
+if st ~= 'running' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 'gone'
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 'sent' end
+if redis.call('HINCRBY', KEYS[1], 'requeues', 1) > tonumber(ARGV[4]) then return 'exhausted' end
+local f = redis.call('HMGET', KEYS[1], 'model', 'created_us')
+redis.call('HSET', KEYS[1], 'status', 'queued')
+redis.call('HDEL', KEYS[1], 'started_us', 'generation')
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', ARGV[2] .. f[1], f[2], ARGV[1])
+redis.call('PUBLISH', ARGV[3], f[1])
+return 'requeued'
+`)
+
+// Recovery is what RecoverOrphan did with a job.
+type Recovery string
+
+// Recovery outcomes.
+const (
+	Requeued  Recovery = "requeued"  // back in its queue, nothing had reached the client
+	Sent      Recovery = "sent"      // part of it reached the client: the caller must fail it
+	Exhausted Recovery = "exhausted" // requeued too often: the caller must fail it
+	Gone      Recovery = "gone"      // no longer running
+)
+
+// RecoverOrphan re-queues a job whose leader died if nothing of it reached
+// the client yet; otherwise it reports that the job must be failed.
+func (s *Store) RecoverOrphan(ctx context.Context, id string) (Recovery, error) {
+	r, err := recoverScript.Run(ctx, s.rdb, []string{s.jobKey(id), s.runningKey(), s.streamKey(id)},
+		id, s.opts.Prefix+"queue:", s.wakeChannel(), maxRequeues).Text()
+	if err != nil {
+		return "", fmt.Errorf("recover job %s: %w", id, err)
+	}
+	return Recovery(r), nil
+}
+
+// ExpireQueued fails the jobs of model queued before cutoff with e and
+// returns how many it failed.
+func (s *Store) ExpireQueued(ctx context.Context, model string, cutoff time.Time, e *openai.Error) (int, error) {
+	ids, err := s.rdb.ZRangeByScore(ctx, s.queueKey(model), &redis.ZRangeBy{
+		Min: "-inf", Max: "(" + strconv.FormatInt(cutoff.UnixMicro(), 10),
+	}).Result()
+	if err != nil {
+		return 0, fmt.Errorf("list expired jobs of %s: %w", model, err)
+	}
+	n := 0
+	for _, id := range ids {
+		ok, err := s.Finish(ctx, id, Outcome{Status: StatusFailed, Error: e})
+		if err != nil {
+			return n, err
+		}
+		if ok {
+			n++
+		} else {
+			s.rdb.ZRem(ctx, s.queueKey(model), id)
+		}
+	}
+	return n, nil
+}
+
+// RunningJob is a job an executor serves now.
+type RunningJob struct {
+	ID, Model, Owner string
+	Started          time.Time
+	Generation       int64
+}
+
+// Running lists the running jobs.
+func (s *Store) Running(ctx context.Context) ([]RunningJob, error) {
+	ids, err := s.rdb.ZRange(ctx, s.runningKey(), 0, 999).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list running jobs: %w", err)
+	}
+	p := s.rdb.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = p.HMGet(ctx, s.jobKey(id), "model", "owner", "started_us", "generation")
+	}
+	if len(ids) > 0 {
+		if _, err := p.Exec(ctx); err != nil {
+			return nil, fmt.Errorf("read running jobs: %w", err)
+		}
+	}
+	out := make([]RunningJob, 0, len(ids))
+	for i, id := range ids {
+		v := cmds[i].Val()
+		str := func(k int) string { x, _ := v[k].(string); return x }
+		gen, _ := strconv.ParseInt(str(3), 10, 64)
+		out = append(out, RunningJob{ID: id, Model: str(0), Owner: str(1), Started: fromMicros(str(2)), Generation: gen})
+	}
+	return out, nil
+}
+
+// RecentFailures returns the last failed jobs (newest first) that still
+// exist.
+func (s *Store) RecentFailures(ctx context.Context, n int) ([]*Job, error) {
+	ids, err := s.rdb.LRange(ctx, s.failuresKey(), 0, int64(n-1)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list recent failures: %w", err)
+	}
+	var out []*Job
+	for _, id := range ids {
+		j, err := s.Get(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		j.Body, j.Result = nil, nil
+		out = append(out, j)
+	}
+	return out, nil
 }

@@ -335,3 +335,128 @@ func TestChunkAfter(t *testing.T) {
 		})
 	}
 }
+
+func TestStore_LimitsAndIdempotency(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	lim := jobstore.Limits{MaxPending: 2, MaxPendingTotal: 3, Models: []string{"a", "b"}}
+	for i := range 2 {
+		if _, err := s.EnqueueWith(ctx, newJob("a", time.Now().Add(time.Duration(i))), lim, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var full *jobstore.ErrQueueFull
+	if _, err := s.EnqueueWith(ctx, newJob("a", time.Now()), lim, ""); !errors.As(err, &full) || full.Model != "a" || full.Limit != 2 {
+		t.Fatalf("third job of a: %v, want model a full", err)
+	}
+	if _, err := s.EnqueueWith(ctx, newJob("b", time.Now()), lim, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.EnqueueWith(ctx, newJob("b", time.Now()), lim, ""); !errors.As(err, &full) || full.Model != "" || full.Pending != 3 {
+		t.Fatalf("fourth job overall: %v, want the total limit", err)
+	}
+	if snap, _ := s.Snapshot(ctx, []string{"a", "b"}); snap["a"].Pending != 2 || snap["b"].Pending != 1 {
+		t.Fatalf("a refused job changed the queues: %+v", snap)
+	}
+
+	// The same key from the same owner is the same job; another owner's
+	// key is another job.
+	first := newJob("c", time.Now())
+	id1, err := s.EnqueueWith(ctx, first, jobstore.Limits{}, "k1")
+	if err != nil || id1 != first.ID {
+		t.Fatalf("first = %s, %v", id1, err)
+	}
+	again := newJob("c", time.Now())
+	id2, err := s.EnqueueWith(ctx, again, jobstore.Limits{}, "k1")
+	if err != nil || id2 != first.ID {
+		t.Fatalf("repeat = %s, %v; want %s", id2, err, first.ID)
+	}
+	if _, err := s.Get(ctx, again.ID); !errors.Is(err, jobstore.ErrNotFound) {
+		t.Fatalf("the duplicate was stored: %v", err)
+	}
+	other := newJob("c", time.Now())
+	other.Owner = "key-2"
+	if id3, err := s.EnqueueWith(ctx, other, jobstore.Limits{}, "k1"); err != nil || id3 != other.ID {
+		t.Fatalf("other owner = %s, %v; want its own job", id3, err)
+	}
+	if pos, _ := s.QueuePosition(ctx, other); pos != 2 {
+		t.Fatalf("position = %d, want 2", pos)
+	}
+}
+
+func TestStore_RecoverOrphan(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	quiet, talked := newJob("a", time.Now().Add(-time.Second)), newJob("a", time.Now())
+	for _, j := range []*jobstore.Job{quiet, talked} {
+		if err := s.Enqueue(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	claimed, err := s.Claim(ctx, "a", 2, 1)
+	if err != nil || len(claimed) != 2 {
+		t.Fatalf("claim = %v, %v", claimed, err)
+	}
+	if err := s.AppendChunk(ctx, claimed[1], []byte(`{"x":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.RecoverOrphan(ctx, quiet.ID); err != nil || r != jobstore.Requeued {
+		t.Fatalf("quiet job: %s, %v", r, err)
+	}
+	if r, err := s.RecoverOrphan(ctx, talked.ID); err != nil || r != jobstore.Sent {
+		t.Fatalf("job that sent a chunk: %s, %v", r, err)
+	}
+	got, _ := s.Get(ctx, quiet.ID)
+	if got.Status != jobstore.StatusQueued || !got.Started.IsZero() {
+		t.Fatalf("requeued job = %+v", got)
+	}
+	if snap, _ := s.Snapshot(ctx, []string{"a"}); snap["a"].Pending != 1 || snap["a"].HeadSince.UnixMicro() != quiet.Created.UnixMicro() {
+		t.Fatalf("queue after requeue = %+v: the job must keep its place", snap)
+	}
+	// A job that keeps orphaning is not requeued forever.
+	for i := range 3 {
+		if _, err := s.Claim(ctx, "a", 1, int64(2+i)); err != nil {
+			t.Fatal(err)
+		}
+		want := jobstore.Requeued
+		if i == 2 {
+			want = jobstore.Exhausted
+		}
+		if r, _ := s.RecoverOrphan(ctx, quiet.ID); r != want {
+			t.Fatalf("recovery %d = %s, want %s", i+2, r, want)
+		}
+	}
+	if r, _ := s.RecoverOrphan(ctx, "job_gone"); r != jobstore.Gone {
+		t.Fatalf("missing job: %s", r)
+	}
+}
+
+func TestStore_ExpireQueuedAndFailures(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	old, fresh := newJob("a", time.Now().Add(-time.Hour)), newJob("a", time.Now())
+	for _, j := range []*jobstore.Job{old, fresh} {
+		if err := s.Enqueue(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := openai.Errorf(http.StatusGatewayTimeout, openai.TypeTimeout, "queue_timeout", "", "queued too long")
+	n, err := s.ExpireQueued(ctx, "a", time.Now().Add(-time.Minute), e)
+	if err != nil || n != 1 {
+		t.Fatalf("expired %d, %v; want 1", n, err)
+	}
+	if got, _ := s.Get(ctx, fresh.ID); got.Status != jobstore.StatusQueued {
+		t.Fatalf("fresh job = %s", got.Status)
+	}
+	fails, err := s.RecentFailures(ctx, 10)
+	if err != nil || len(fails) != 1 || fails[0].ID != old.ID || fails[0].Error.Code == nil || *fails[0].Error.Code != "queue_timeout" {
+		t.Fatalf("recent failures = %+v, %v", fails, err)
+	}
+	if _, err := s.Claim(ctx, "a", 1, 9); err != nil {
+		t.Fatal(err)
+	}
+	running, err := s.Running(ctx)
+	if err != nil || len(running) != 1 || running[0].ID != fresh.ID || running[0].Generation != 9 || running[0].Model != "a" {
+		t.Fatalf("running = %+v, %v", running, err)
+	}
+}
