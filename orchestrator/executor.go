@@ -32,7 +32,10 @@ func (l *leader) dispatch(ctx context.Context, model string, n int) error {
 	backend := l.backend
 	timeout := l.o.opts.Config.Orchestrator.InferenceTimeout
 	for _, j := range jobs {
-		jctx, cancel := context.WithCancelCause(ctx)
+		// Jobs outlive the loop's context by a moment: the term's end
+		// cancels them itself, with errLeaderStopping as the cause, so
+		// they can be handed over instead of failed.
+		jctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 		l.running[j.ID] = &runningJob{model: model, cancel: cancel}
 		l.wg.Go(func() {
 			defer cancel(nil)
@@ -58,6 +61,14 @@ func (l *leader) execute(ctx context.Context, j *jobstore.Job, b Backend) {
 	// it matters most.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	if errors.Is(context.Cause(ctx), errLeaderStopping) {
+		// The next leader can serve a job of which the client saw
+		// nothing yet: put it back instead of failing it.
+		if r, err := l.o.opts.Store.RecoverOrphan(rctx, j.ID); err == nil && r == jobstore.Requeued {
+			log.Info("requeued a running job as leadership ends")
+			return
+		}
+	}
 	if _, err := l.o.opts.Store.Finish(rctx, j.ID, outcome); err != nil {
 		log.Error("recording job outcome failed", "status", outcome.Status, "error", err)
 		return

@@ -13,6 +13,7 @@ import (
 
 	"github.com/llm-switchboard/llm-switchboard/internal/config"
 	"github.com/llm-switchboard/llm-switchboard/internal/jobstore"
+	"github.com/llm-switchboard/llm-switchboard/internal/openai"
 	"github.com/llm-switchboard/llm-switchboard/orchestrator/scheduler"
 )
 
@@ -192,6 +193,8 @@ type leader struct {
 	drainStart   time.Time
 	unavailable  map[string]bool
 	decisions    []string
+	// sweep fires when the oldest queued job reaches queue_timeout.
+	sweep *time.Timer
 }
 
 // Causes with which the leader aborts running jobs.
@@ -233,13 +236,19 @@ func (l *leader) run(ctx context.Context) error {
 			}
 			l.log.Error("scheduling step failed", "error", err)
 		}
-		var drain <-chan time.Time
+		var drain, sweep <-chan time.Time
 		if l.drainTimer != nil {
 			drain = l.drainTimer.C
+		}
+		if l.sweep != nil {
+			sweep = l.sweep.C
 		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-sweep:
+			l.sweep = nil
+			l.expireQueued(ctx)
 		case <-l.wake:
 		case id := <-l.cancels:
 			if rj, ok := l.running[id]; ok {
@@ -299,6 +308,7 @@ func (l *leader) step(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		l.armSweep(queues)
 		in := l.input(queues)
 		if l.preflighting {
 			// The active model serves on while its successor is checked.
@@ -320,6 +330,44 @@ func (l *leader) step(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// armSweep sets the sweep timer for when the oldest queued job reaches
+// queue_timeout: nothing stays queued forever, and nothing polls.
+func (l *leader) armSweep(queues map[string]jobstore.QueueInfo) {
+	var oldest time.Time
+	for _, q := range queues {
+		if q.Pending > 0 && (oldest.IsZero() || q.HeadSince.Before(oldest)) {
+			oldest = q.HeadSince
+		}
+	}
+	if l.sweep != nil {
+		l.sweep.Stop()
+		l.sweep = nil
+	}
+	if oldest.IsZero() {
+		return
+	}
+	wait := oldest.Add(l.o.opts.Config.Scheduler.QueueTimeout).Sub(l.o.opts.Now())
+	l.sweep = time.NewTimer(max(wait, 0) + time.Millisecond)
+}
+
+// expireQueued fails the jobs queued longer than queue_timeout.
+func (l *leader) expireQueued(ctx context.Context) {
+	qt := l.o.opts.Config.Scheduler.QueueTimeout
+	cutoff := l.o.opts.Now().Add(-qt)
+	e := openai.Errorf(http.StatusGatewayTimeout, openai.TypeTimeout, "queue_timeout", "",
+		"the request waited longer than queue_timeout %s for its model; retry later or raise scheduler.queue_timeout", qt)
+	for _, m := range l.o.opts.Config.ModelNames() {
+		n, err := l.o.opts.Store.ExpireQueued(ctx, m, cutoff, e)
+		if err != nil {
+			l.log.Error("expiring queued jobs failed", "model", m, "error", err)
+			continue
+		}
+		if n > 0 {
+			l.log.Warn("expired jobs queued past queue_timeout", "model", m, "jobs", n, "queue_timeout", qt)
+		}
+	}
 }
 
 // decide begins a switch to model. With a runtime that can preflight, the

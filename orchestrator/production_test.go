@@ -516,3 +516,40 @@ func TestProduction_SessionInvalidatedWhileSwitching(t *testing.T) {
 		t.Fatalf("registrations = %v", regs)
 	}
 }
+
+// A leader that stops gracefully while serving hands its jobs over: a job
+// of which the client saw nothing yet is requeued, and the next leader
+// (adopting the running model) serves it. Nothing is lost.
+func TestProduction_GracefulHandoverRequeues(t *testing.T) {
+	p := newProd(t, fakenomad.Options{}, prodModel{name: "a", flags: []string{"--ttft", "1500ms"}})
+	o1 := p.startOrch("o1")
+	p.waitState("led by o1", func(s *jobstore.SlotState) bool { return s.Leader == "o1" })
+	p.startOrch("o2")
+	ctx := p.ctx(time.Minute)
+	errs := make(chan error, 1)
+	go func() { errs <- p.chat(ctx, "a", "handover") }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		running, err := p.store.Running(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(running) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the job never ran")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	o1.stop()
+	if err := <-errs; err != nil {
+		t.Fatalf("the job in flight during the handover: %v\nlogs:\n%s", err, p.logs.String())
+	}
+	if st := p.state(); st.Leader != "o2" {
+		t.Fatalf("leader = %s", st.Leader)
+	}
+	if !strings.Contains(p.logs.String(), "requeued a running job") {
+		t.Fatalf("the job was not requeued; logs:\n%s", p.logs.String())
+	}
+}

@@ -222,8 +222,10 @@ func modelFailedError(model, code string, err error) *openai.Error {
 		"model %s failed to start: %v", model, err)
 }
 
-// recoverOrphans finishes the jobs an earlier leadership term was running
-// when it ended: their executor is gone, so nobody else will.
+// recoverOrphans settles the jobs an earlier leadership term was running
+// when it ended (their executor is gone): a job of which nothing reached
+// the client goes back to its place in the queue; the others fail with a
+// reason, since their client saw part of an answer.
 func (l *leader) recoverOrphans(ctx context.Context) error {
 	store := l.o.opts.Store
 	ids, err := store.Orphans(ctx, l.gen)
@@ -231,15 +233,24 @@ func (l *leader) recoverOrphans(ctx context.Context) error {
 		return err
 	}
 	for _, id := range ids {
-		_, err := store.Finish(ctx, id, jobstore.Outcome{
-			Status: jobstore.StatusFailed,
-			Error: openai.Errorf(http.StatusServiceUnavailable, openai.TypeServer, "orchestrator_restarted", "",
-				"the orchestrator serving this request stopped before it finished; retry the request"),
-		})
+		r, err := store.RecoverOrphan(ctx, id)
 		if err != nil {
 			return err
 		}
-		l.log.Warn("failed job orphaned by an earlier leader", "job_id", id)
+		switch r {
+		case jobstore.Requeued:
+			l.log.Info("requeued a job orphaned by an earlier leader", "job_id", id)
+		case jobstore.Sent, jobstore.Exhausted:
+			msg := "the orchestrator serving this request stopped after part of the answer was sent; retry the request"
+			if r == jobstore.Exhausted {
+				msg = "the orchestrator stopped while serving this request several times; it was not retried again"
+			}
+			if _, err := store.Finish(ctx, id, jobstore.Outcome{Status: jobstore.StatusFailed,
+				Error: openai.Errorf(http.StatusServiceUnavailable, openai.TypeServer, "orchestrator_restarted", "", "%s", msg)}); err != nil {
+				return err
+			}
+			l.log.Warn("failed a job orphaned by an earlier leader", "job_id", id, "reason", r)
+		}
 	}
 	return nil
 }
