@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,12 +27,20 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Request-Id", job.ID)
 
 	if job.Mode == jobstore.ModeAsync {
-		if err := s.store.Enqueue(r.Context(), job); err != nil {
-			s.writeErr(w, r, err)
+		id, err := s.store.EnqueueWith(r.Context(), job, s.limits(), r.Header.Get("Idempotency-Key"))
+		if err != nil {
+			s.writeErr(w, r, s.queueError(w, err))
 			return
 		}
+		if id != job.ID { // the same Idempotency-Key again: the earlier job
+			if job, err = s.store.Get(r.Context(), id); err != nil {
+				s.writeErr(w, r, err)
+				return
+			}
+			w.Header().Set("X-Request-Id", job.ID)
+		}
 		w.Header().Set("Location", "/jobs/"+job.ID)
-		writeJSON(w, http.StatusAccepted, jobView(job))
+		writeJSON(w, http.StatusAccepted, s.jobView(r.Context(), job))
 		return
 	}
 
@@ -44,8 +53,8 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request) {
 	}
 	wt := s.waiters.register(job.ID)
 	defer s.waiters.unregister(job.ID)
-	if err := s.store.Enqueue(r.Context(), job); err != nil {
-		s.writeErr(w, r, err)
+	if _, err := s.store.EnqueueWith(r.Context(), job, s.limits(), ""); err != nil {
+		s.writeErr(w, r, s.queueError(w, err))
 		return
 	}
 	if job.Mode == jobstore.ModeStream {
@@ -105,6 +114,24 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*jobstore.Job, e
 	return job, nil
 }
 
+// limits are the queue bounds the config sets.
+func (s *Server) limits() jobstore.Limits {
+	return jobstore.Limits{MaxPending: s.cfg.Scheduler.MaxPending, MaxPendingTotal: s.cfg.Scheduler.MaxPendingTotal,
+		Models: s.cfg.ModelNames()}
+}
+
+// queueError turns a full queue into a 429 with Retry-After, as OpenAI
+// SDKs expect; other errors pass through.
+func (s *Server) queueError(w http.ResponseWriter, err error) error {
+	var full *jobstore.ErrQueueFull
+	if !errors.As(err, &full) {
+		return err
+	}
+	w.Header().Set("Retry-After", "30")
+	return openai.Errorf(http.StatusTooManyRequests, openai.TypeRateLimit, "queue_full", "",
+		"%v; retry later", full)
+}
+
 func unknownModel(name string, available []string) *openai.Error {
 	sorted := append([]string(nil), available...)
 	sort.Strings(sorted)
@@ -146,6 +173,10 @@ func (s *Server) awaitSync(w http.ResponseWriter, r *http.Request, job *jobstore
 // writeResult answers with a finished job's outcome: the backend's own
 // response (model name restored) or the reason it failed.
 func (s *Server) writeResult(w http.ResponseWriter, j *jobstore.Job) {
+	if !j.Started.IsZero() {
+		// How long the request waited for its model (a switch, a queue).
+		w.Header().Set("X-Switchboard-Wait-Ms", strconv.FormatInt(j.Started.Sub(j.Created).Milliseconds(), 10))
+	}
 	if j.ResultStatus != 0 && j.Result != nil && (j.Status == jobstore.StatusSucceeded || j.Error == nil) {
 		body := j.Result
 		if restored, err := openai.ReplaceTopLevelString(body, "model", j.ClientModel); err == nil {

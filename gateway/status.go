@@ -166,17 +166,21 @@ func (s *Server) getModel(r *http.Request) (any, error) {
 
 // jobObject is a job as its owner sees it.
 type jobObject struct {
-	ID         string        `json:"id"`
-	Object     string        `json:"object"`
-	Status     string        `json:"status"`
-	Model      string        `json:"model"`
-	Created    int64         `json:"created"`
-	StartedAt  *int64        `json:"started_at"`
-	FinishedAt *int64        `json:"finished_at"`
-	Error      *openai.Error `json:"error"`
+	ID            string        `json:"id"`
+	Object        string        `json:"object"`
+	Status        string        `json:"status"`
+	Model         string        `json:"model"`
+	Created       int64         `json:"created"`
+	StartedAt     *int64        `json:"started_at"`
+	FinishedAt    *int64        `json:"finished_at"`
+	QueuePosition *int          `json:"queue_position,omitempty"`
+	ETASeconds    *float64      `json:"eta_seconds,omitempty"`
+	Error         *openai.Error `json:"error"`
 }
 
-func jobView(j *jobstore.Job) jobObject {
+// jobView renders j; a queued job gets its queue position and an estimate
+// of when it starts.
+func (s *Server) jobView(ctx context.Context, j *jobstore.Job) jobObject {
 	v := jobObject{ID: j.ID, Object: "job", Status: string(j.Status), Model: j.ClientModel,
 		Created: j.Created.Unix(), Error: j.Error}
 	if !j.Started.IsZero() {
@@ -187,7 +191,24 @@ func jobView(j *jobstore.Job) jobObject {
 		t := j.Finished.Unix()
 		v.FinishedAt = &t
 	}
+	if j.Status == jobstore.StatusQueued {
+		if pos, err := s.store.QueuePosition(ctx, j); err == nil && pos > 0 {
+			v.QueuePosition = &pos
+			eta := s.eta(ctx, j.Model, pos).Seconds()
+			v.ETASeconds = &eta
+		}
+	}
 	return v
+}
+
+// eta estimates when the job at pos in model's queue starts, from the
+// switch and job times the leader publishes.
+func (s *Server) eta(ctx context.Context, model string, pos int) time.Duration {
+	st, err := s.store.State(ctx, s.cfg.Orchestrator.Slot)
+	if err != nil || st == nil {
+		return 0
+	}
+	return st.EstimateStart(model, pos, s.cfg.Model(model).MaxConcurrency, time.Now())
 }
 
 // ownedJob loads the job in the route, if the caller may see it. Another
@@ -213,7 +234,7 @@ func (s *Server) getJob(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return jobView(j), nil
+	return s.jobView(r.Context(), j), nil
 }
 
 func (s *Server) jobResult(w http.ResponseWriter, r *http.Request) {
@@ -223,7 +244,7 @@ func (s *Server) jobResult(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !j.Status.Terminal() {
-		writeJSON(w, http.StatusAccepted, jobView(j))
+		writeJSON(w, http.StatusAccepted, s.jobView(r.Context(), j))
 		return
 	}
 	s.writeResult(w, j)
@@ -245,5 +266,86 @@ func (s *Server) cancelJob(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return jobView(j), nil
+	return s.jobView(r.Context(), j), nil
+}
+
+// queueModel is one model's line in GET /queue.
+type queueModel struct {
+	Pending       int     `json:"pending"`
+	OldestWaitSec float64 `json:"oldest_wait_seconds"`
+	InFlight      int     `json:"in_flight"`
+	State         string  `json:"state"` // active, loading, or idle
+	ETASeconds    float64 `json:"eta_seconds"`
+}
+
+// queueRunning is a running job in GET /queue.
+type queueRunning struct {
+	ID         string  `json:"id"`
+	Model      string  `json:"model"`
+	Owner      string  `json:"owner"`
+	RunningSec float64 `json:"running_seconds"`
+}
+
+// queueFailure is a recent failure in GET /queue.
+type queueFailure struct {
+	ID     string        `json:"id"`
+	Model  string        `json:"model"`
+	Owner  string        `json:"owner"`
+	Failed int64         `json:"failed_at"`
+	Error  *openai.Error `json:"error"`
+}
+
+// queue shows the queues, the running jobs and the recent failures
+// (admin): who waits for what, and why things failed.
+func (s *Server) queue(r *http.Request) (any, error) {
+	ctx := r.Context()
+	st, err := s.store.State(ctx, s.cfg.Orchestrator.Slot)
+	if err != nil {
+		return nil, err
+	}
+	queues, err := s.store.Snapshot(ctx, s.cfg.ModelNames())
+	if err != nil {
+		return nil, err
+	}
+	running, err := s.store.Running(ctx)
+	if err != nil {
+		return nil, err
+	}
+	failures, err := s.store.RecentFailures(ctx, 20)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	models := map[string]queueModel{}
+	for _, m := range s.cfg.Models {
+		q := queues[m.Name]
+		qm := queueModel{Pending: q.Pending, State: "idle"}
+		if !q.HeadSince.IsZero() {
+			qm.OldestWaitSec = now.Sub(q.HeadSince).Seconds()
+		}
+		if st != nil {
+			switch {
+			case st.Active == m.Name && st.Phase == jobstore.PhaseReady:
+				qm.State, qm.InFlight = "active", st.InFlight
+			case st.Target == m.Name:
+				qm.State = "loading"
+			}
+			if q.Pending > 0 {
+				qm.ETASeconds = st.EstimateStart(m.Name, 1, m.MaxConcurrency, now).Seconds()
+			}
+		}
+		models[m.Name] = qm
+	}
+	out := map[string]any{"models": models}
+	runs := make([]queueRunning, 0, len(running))
+	for _, j := range running {
+		runs = append(runs, queueRunning{ID: j.ID, Model: j.Model, Owner: j.Owner, RunningSec: now.Sub(j.Started).Seconds()})
+	}
+	out["running"] = runs
+	fails := make([]queueFailure, 0, len(failures))
+	for _, j := range failures {
+		fails = append(fails, queueFailure{ID: j.ID, Model: j.Model, Owner: j.Owner, Failed: j.Finished.Unix(), Error: j.Error})
+	}
+	out["recent_failures"] = fails
+	return out, nil
 }

@@ -41,9 +41,10 @@ func (l *leader) dispatch(ctx context.Context, model string, n int) error {
 			defer cancel(nil)
 			tctx, stop := context.WithTimeoutCause(jctx, timeout, errInferenceLimit)
 			defer stop()
+			begin := time.Now()
 			l.execute(tctx, j, backend)
 			select {
-			case l.finished <- jobDone{id: j.ID, model: model}:
+			case l.finished <- jobDone{id: j.ID, model: model, took: time.Since(begin)}:
 			case <-ctx.Done():
 			}
 		})

@@ -132,6 +132,10 @@ func (o *Orchestrator) lead(ctx context.Context, held Held) error {
 			Phase: jobstore.PhaseIdle,
 		},
 	}
+	// What earlier terms learned about switch and job times carries over.
+	if prev, err := o.opts.Store.State(ctx, cfg.Orchestrator.Slot); err == nil && prev != nil {
+		l.state.SwitchAvg, l.state.JobAvg = prev.SwitchAvg, prev.JobAvg
+	}
 	l.log.Info("leading", "slot", cfg.Orchestrator.Slot, "id", o.opts.ID)
 	return l.run(ctx)
 }
@@ -140,6 +144,7 @@ func (o *Orchestrator) lead(ctx context.Context, held Held) error {
 type jobDone struct {
 	id    string
 	model string
+	took  time.Duration
 }
 
 // runningJob is a job the executor is serving.
@@ -258,6 +263,7 @@ func (l *leader) run(ctx context.Context) error {
 		case d := <-l.finished:
 			delete(l.running, d.id)
 			l.state.InFlight = len(l.running)
+			l.state.JobAvg = learn(l.state.JobAvg, d.model, d.took)
 		case p := <-l.progress:
 			l.onProgress(ctx, p)
 		case <-drain:
@@ -487,6 +493,9 @@ func (l *leader) onProgress(ctx context.Context, p switchProgress) {
 		l.failModel(ctx, rec.To, p.err, "model_failed_to_start")
 	} else {
 		delete(l.unavailable, rec.To)
+		if !rec.Adopted {
+			l.state.SwitchAvg = learn(l.state.SwitchAvg, rec.To, rec.Total)
+		}
 		l.state.Phase = jobstore.PhaseReady
 		l.state.Active, l.backend = rec.To, p.backend
 		l.state.Backend = p.backend.URL
@@ -562,4 +571,17 @@ func (l *leader) shutdown() {
 	for _, rj := range l.running {
 		rj.cancel(errLeaderStopping)
 	}
+}
+
+// learn folds a new sample into a model's moving average.
+func learn(avg map[string]time.Duration, model string, sample time.Duration) map[string]time.Duration {
+	if avg == nil {
+		avg = map[string]time.Duration{}
+	}
+	if old, ok := avg[model]; ok {
+		avg[model] = (7*old + 3*sample) / 10
+	} else {
+		avg[model] = sample
+	}
+	return avg
 }

@@ -57,6 +57,8 @@ type e2eOptions struct {
 	flags map[string][]string
 	// binary replaces the switchboard binary in a model's command.
 	binary map[string]string
+	// gatewayHCL is appended to gateway.hcl (e.g. a scheduler block).
+	gatewayHCL string
 }
 
 // startE2E writes a config with free ports and fast fake backends, and
@@ -99,7 +101,7 @@ orchestrator {
   canary_timeout    = "2s"
 }
 `
-	if err := os.WriteFile(filepath.Join(dir, "gateway.hcl"), []byte(gatewayHCL), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "gateway.hcl"), []byte(gatewayHCL+opts.gatewayHCL), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "models.hcl"), []byte(models.String()), 0o600); err != nil {

@@ -62,8 +62,12 @@ type SlotState struct {
 	Decisions   []string      `json:"recent_decisions,omitempty"`
 	// Runtime is what the runtime reports of the active model's backend
 	// (for Nomad: job id, status, allocation).
-	Runtime   map[string]string `json:"runtime,omitempty"`
-	UpdatedAt time.Time         `json:"updated_at"`
+	Runtime map[string]string `json:"runtime,omitempty"`
+	// SwitchAvg is the learned duration of a switch to each model, and
+	// JobAvg of one job of each model (moving averages), for ETAs.
+	SwitchAvg map[string]time.Duration `json:"switch_avg_ns,omitempty"`
+	JobAvg    map[string]time.Duration `json:"job_avg_ns,omitempty"`
+	UpdatedAt time.Time                `json:"updated_at"`
 }
 
 // PutState publishes the slot state.
@@ -113,4 +117,40 @@ func (s *Store) Leader(ctx context.Context, slot string) (string, error) {
 		return "", fmt.Errorf("read leader: %w", err)
 	}
 	return v, nil
+}
+
+// defaultSwitch is the switch time assumed for a model never loaded yet.
+const defaultSwitch = 90 * time.Second
+
+// EstimateStart estimates how long until the job at (1-based) position
+// pos of model's queue starts, from the learned averages: the rest of a
+// switch under way (or a whole one when model is not loaded), then the
+// batches ahead of it at the model's concurrency.
+func (st *SlotState) EstimateStart(model string, pos, concurrency int, now time.Time) time.Duration {
+	if concurrency < 1 {
+		concurrency = 1
+	}
+	job := st.JobAvg[model]
+	ahead := pos - 1
+	var wait time.Duration
+	switch {
+	case st.Active == model && st.Phase == PhaseReady:
+		ahead += st.InFlight
+	case st.Target == model && st.LastSwitch != nil:
+		wait = max(st.switchTime(model)-now.Sub(st.LastSwitch.StartedAt), 0)
+	default:
+		wait = st.switchTime(model)
+		if st.Active != "" {
+			// The active model finishes what it has in flight first.
+			wait += st.JobAvg[st.Active]
+		}
+	}
+	return wait + time.Duration(ahead/concurrency)*job
+}
+
+func (st *SlotState) switchTime(model string) time.Duration {
+	if d, ok := st.SwitchAvg[model]; ok && d > 0 {
+		return d
+	}
+	return defaultSwitch
 }
