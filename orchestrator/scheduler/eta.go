@@ -16,7 +16,8 @@ import (
 // missing entry counts as zero. The estimate is deliberately simple and
 // errs late rather than early:
 //
-//   - the active model serves its queue in rounds of Capacity;
+//   - the active model serves its queue in rounds of Capacity (a switch
+//     away that the starvation bound may force first is not foreseen);
 //   - a model being loaded is ready avgSwitch after the latest entry of
 //     RecentSwitches (the start of that switch);
 //   - otherwise the current model keeps the slot until its queue is
@@ -26,11 +27,14 @@ import (
 //     same way); then model's own switch, after any quarantine and after
 //     the switch budget allows it.
 func ETA(in Input, model string, position int, avgSwitch, avgJob map[string]time.Duration, now time.Time) time.Duration {
-	if in.Maintenance || (in.Pinned != "" && in.Pinned != model) || in.Unavailable[model] ||
-		!slices.Contains(in.Order, model) {
+	position = max(position, 0)
+	if in.Maintenance {
 		return -1
 	}
-	position = max(position, 0)
+	d := Decide(in, now)
+	if d.Kind == Dispatch && d.Model == model && position < d.N {
+		return 0
+	}
 	conc := func(m string) int {
 		if m == in.Active && in.Capacity > 0 {
 			return in.Capacity
@@ -49,12 +53,15 @@ func ETA(in Input, model string, position int, avgSwitch, avgJob map[string]time
 		return time.Duration((n+c-1)/c) * avgJob[m]
 	}
 
-	if model == in.Active && !in.Switching {
+	if model == in.Active && !in.Switching && d.Kind != Switch && d.Kind != Unload {
 		free := max(in.Capacity-in.InFlight, 0)
 		if position < free {
 			return 0
 		}
 		return time.Duration((position-free)/conc(model)+1) * avgJob[model]
+	}
+	if (in.Pinned != "" && in.Pinned != model) || in.Unavailable[model] || !slices.Contains(in.Order, model) {
+		return -1
 	}
 	if in.Switching && in.Loading == model {
 		return loadLeft(in, model, avgSwitch, now) + serve(model, position)

@@ -209,9 +209,12 @@ func abandon(in Input, now time.Time) (Decision, bool) {
 		return Decision{}, false
 	}
 	m, since := longestWaiting(in, now, in.Loading)
-	if in.Pinned != "" && m != in.Pinned {
-		// Only the pinned model may take the slot; it has no work.
-		return Decision{}, false
+	if p := in.Pinned; p != "" {
+		// Only the pinned model may take the slot, if it has work.
+		m, since = "", time.Time{}
+		if in.Queues[p].Pending > 0 && loadable(in, p, now) {
+			m, since = p, waitingSince(in, p)
+		}
 	}
 	if m == "" {
 		return Decision{}, false
@@ -301,7 +304,7 @@ func nothingLoaded(in Input, now time.Time) Decision {
 		return Decision{Kind: Wait}
 	}
 	if idle, _ := slotIdle(in, now); idle {
-		return Decision{Kind: Wait, Reason: fmt.Sprintf("nothing loaded: idle past idle_unload_after %s; default model %s loads with new work",
+		return Decision{Kind: Wait, Reason: fmt.Sprintf("nothing loaded: idle past idle_unload_after %s; default model %s is not reloaded, new work loads its model",
 			in.IdleUnloadAfter, d)}
 	}
 	if exhausted {
