@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -134,7 +135,7 @@ func (o *Orchestrator) lead(ctx context.Context, held Held) error {
 	}
 	// What earlier terms learned about switch and job times carries over.
 	if prev, err := o.opts.Store.State(ctx, cfg.Orchestrator.Slot); err == nil && prev != nil {
-		l.state.SwitchAvg, l.state.JobAvg = prev.SwitchAvg, prev.JobAvg
+		l.state.SwitchAvg, l.state.JobAvg, l.state.RecentSwitches = prev.SwitchAvg, prev.JobAvg, prev.RecentSwitches
 	}
 	l.log.Info("leading", "slot", cfg.Orchestrator.Slot, "id", o.opts.ID)
 	return l.run(ctx)
@@ -196,10 +197,24 @@ type leader struct {
 	target       string
 	drainTimer   *time.Timer
 	drainStart   time.Time
-	unavailable  map[string]bool
 	decisions    []string
-	// sweep fires when the oldest queued job reaches queue_timeout.
-	sweep *time.Timer
+	// switchCancel aborts the switch goroutine (an abandoned load).
+	switchCancel context.CancelCauseFunc
+	// sweep fires when the oldest queued job reaches queue_timeout;
+	// recheck when the policy's answer may change without an event.
+	sweep, recheck *time.Timer
+
+	// Policy memory (see policy.go).
+	admin        jobstore.AdminState
+	adminDirty   atomic.Bool
+	activeSince  time.Time
+	lastActivity time.Time
+	turnEnded    map[string]time.Time
+	quarantine   map[string]time.Time
+	failures     map[string]int
+	lastFailure  map[string]error
+	lastGood     string
+	lastWaitWhy  string
 }
 
 // Causes with which the leader aborts running jobs.
@@ -241,16 +256,21 @@ func (l *leader) run(ctx context.Context) error {
 			}
 			l.log.Error("scheduling step failed", "error", err)
 		}
-		var drain, sweep <-chan time.Time
+		var drain, sweep, recheck <-chan time.Time
 		if l.drainTimer != nil {
 			drain = l.drainTimer.C
 		}
 		if l.sweep != nil {
 			sweep = l.sweep.C
 		}
+		if l.recheck != nil {
+			recheck = l.recheck.C
+		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-recheck:
+			l.recheck = nil
 		case <-sweep:
 			l.sweep = nil
 			l.expireQueued(ctx)
@@ -261,6 +281,7 @@ func (l *leader) run(ctx context.Context) error {
 				rj.cancel(errCanceled)
 			}
 		case d := <-l.finished:
+			l.lastActivity = l.o.opts.Now()
 			delete(l.running, d.id)
 			l.state.InFlight = len(l.running)
 			l.state.JobAvg = learn(l.state.JobAvg, d.model, d.took)
@@ -286,6 +307,9 @@ func (l *leader) listen(ctx context.Context, sub *jobstore.Subscriber) {
 		if err != nil {
 			return
 		}
+		if ev.Resync || (ev.Kind == 'w' && ev.Model == jobstore.AdminWake) {
+			l.adminDirty.Store(true)
+		}
 		switch {
 		case ev.Resync, ev.Kind == 'w':
 			select {
@@ -305,9 +329,24 @@ func (l *leader) listen(ctx context.Context, sub *jobstore.Subscriber) {
 // step asks the scheduler what to do and does it, until it says wait.
 func (l *leader) step(ctx context.Context) error {
 	cfg := l.o.opts.Config
+	if l.adminDirty.Swap(false) {
+		a, err := l.o.opts.Store.Admin(ctx, cfg.Orchestrator.Slot)
+		if err != nil {
+			l.adminDirty.Store(true)
+			return err
+		}
+		l.admin = a
+	}
 	if l.switching && !l.preflighting && l.state.Phase == jobstore.PhaseDraining && len(l.running) == 0 {
 		l.startSwitch(ctx)
 		return nil
+	}
+	if l.admin.Unload {
+		l.consumeAdmin(ctx, "unload", "1")
+		if l.state.Active != "" && !l.switching {
+			l.unload(ctx, "admin unload")
+			return nil
+		}
 	}
 	for range 64 { // bounded: each dispatch consumes queue or capacity
 		queues, err := l.o.opts.Store.Snapshot(ctx, cfg.ModelNames())
@@ -315,23 +354,38 @@ func (l *leader) step(ctx context.Context) error {
 			return err
 		}
 		l.armSweep(queues)
+		l.failQuarantined(ctx, queues)
 		in := l.input(queues)
 		if l.preflighting {
 			// The active model serves on while its successor is checked.
-			in.Switching = false
+			in.Switching, in.Loading = false, ""
 		}
-		d := scheduler.Decide(in, l.o.opts.Now())
+		now := l.o.opts.Now()
+		d := scheduler.Decide(in, now)
+		l.armRecheck(scheduler.NextCheck(in, now))
+		if in.AdminLoad != "" {
+			// One-shot: taken now, acted on or refused with a reason.
+			l.consumeAdmin(ctx, "load", in.AdminLoad)
+		}
 		switch d.Kind {
 		case scheduler.Dispatch:
 			if err := l.dispatch(ctx, d.Model, d.N); err != nil {
 				return err
 			}
+			l.noteWait(d.Reason)
 		case scheduler.Switch:
 			if !l.preflighting {
 				l.decide(ctx, d.Model, d.Reason)
 			}
 			return nil
+		case scheduler.Unload:
+			l.unload(ctx, d.Reason)
+			return nil
+		case scheduler.Abandon:
+			l.abandon(ctx, d)
+			return nil
 		default:
+			l.noteWait(d.Reason)
 			return nil
 		}
 	}
@@ -381,12 +435,10 @@ func (l *leader) expireQueued(ctx context.Context) {
 // active model stops taking work and drains, and the switch itself starts
 // when nothing is in flight.
 func (l *leader) decide(ctx context.Context, model, reason string) {
-	msg := fmt.Sprintf("%s switching to %s: %s", l.o.opts.Now().Format(time.RFC3339), model, reason)
-	l.decisions = append(l.decisions, msg)
-	if len(l.decisions) > 20 {
-		l.decisions = l.decisions[len(l.decisions)-20:]
-	}
+	l.remember(fmt.Sprintf("%s switching to %s: %s", l.o.opts.Now().Format(time.RFC3339), model, reason))
+	l.lastWaitWhy = ""
 	l.log.Info("switch decided", "from_model", l.state.Active, "to_model", model, "reason", reason)
+	l.state.RecentSwitches = append(l.state.RecentSwitches, l.o.opts.Now())
 	l.switching, l.target = true, model
 	l.state.Target = model
 	l.state.LastSwitch = &jobstore.SwitchRecord{From: l.state.Active, To: model, Reason: reason,
@@ -432,16 +484,27 @@ func (l *leader) startSwitch(ctx context.Context) {
 		l.drainTimer.Stop()
 		l.drainTimer = nil
 	}
-	m := l.o.opts.Config.Model(l.target)
+	var m *config.Model
+	if l.target != "" {
+		m = l.o.opts.Config.Model(l.target)
+	}
 	rec := *l.state.LastSwitch
 	rec.Drain = l.o.opts.Now().Sub(l.drainStart)
 	from := l.state.Active
+	if from != "" {
+		l.turnEnded = setTime(l.turnEnded, from, l.o.opts.Now())
+	}
 	l.state.Active, l.backend = "", Backend{}
 	l.state.Backend = ""
 	l.state.Runtime = nil
 	l.state.Phase = jobstore.PhaseStopping
 	l.publish(ctx)
-	l.wg.Go(func() { l.switchModel(ctx, from, m, rec, false) })
+	sctx, cancel := context.WithCancelCause(ctx)
+	l.switchCancel = cancel
+	l.wg.Go(func() {
+		defer cancel(nil)
+		l.switchModel(ctx, sctx, from, m, rec, false)
+	})
 }
 
 // report hands a switcher event to the loop.
@@ -479,20 +542,36 @@ func (l *leader) onProgress(ctx context.Context, p switchProgress) {
 		return
 	}
 
-	l.switching = false
+	l.switching, l.switchCancel = false, nil
 	l.state.Target = ""
 	rec := p.record
 	l.state.LastSwitch = &rec
-	if p.err != nil {
+	now := l.o.opts.Now()
+	switch {
+	case errors.Is(p.err, errAbandoned):
+		l.state.Phase = jobstore.PhaseIdle
+		l.log.Info("load abandoned", "model", rec.To)
+	case p.err != nil:
 		l.state.Phase = jobstore.PhaseFailed
 		if errors.Is(p.err, ErrWedged) {
 			l.state.Phase = jobstore.PhaseWedged
 		}
 		l.state.LastError = p.err.Error()
 		l.log.Error("switch failed", "to_model", rec.To, "phase", l.state.Phase, "error", p.err)
-		l.failModel(ctx, rec.To, p.err, "model_failed_to_start")
-	} else {
-		delete(l.unavailable, rec.To)
+		if errors.Is(p.err, ErrWedged) {
+			// The slot, not the model, is at fault: no quarantine (each
+			// try is bounded by memory_timeout, so there is no storm).
+			l.failWaiters(ctx, rec.To, modelFailedError(rec.To, "slot_wedged", p.err))
+		} else {
+			l.failModel(ctx, rec.To, p.err, "model_failed_to_start")
+		}
+	case rec.To == "":
+		l.state.Phase = jobstore.PhaseIdle
+		l.state.LastError = ""
+		l.log.Info("model unloaded", "model", rec.From, "reason", rec.Reason, "stop", rec.Stop)
+	default:
+		l.release(rec.To)
+		l.lastGood, l.activeSince, l.lastActivity = rec.To, now, now
 		if !rec.Adopted {
 			l.state.SwitchAvg = learn(l.state.SwitchAvg, rec.To, rec.Total)
 		}
@@ -508,16 +587,31 @@ func (l *leader) onProgress(ctx context.Context, p switchProgress) {
 	l.publish(ctx)
 }
 
-// failModel marks model unavailable until new work arrives and fails the
-// jobs waiting for it with err.
+// failModel quarantines model with a growing backoff (no retry storms)
+// and fails the jobs waiting for it with err, telling them when to retry.
 func (l *leader) failModel(ctx context.Context, model string, err error, code string) {
-	if l.unavailable == nil {
-		l.unavailable = map[string]bool{}
+	sc := l.o.opts.Config.Scheduler
+	if l.failures == nil {
+		l.failures, l.quarantine, l.lastFailure = map[string]int{}, map[string]time.Time{}, map[string]error{}
 	}
-	l.unavailable[model] = true
-	n, ferr := l.o.opts.Store.FailQueued(ctx, model, modelFailedError(model, code, err))
-	if ferr != nil {
-		l.log.Error("failing jobs of a model that cannot start", "model", model, "error", ferr)
+	l.failures[model]++
+	backoff := sc.QuarantineBase << min(l.failures[model]-1, 16)
+	if backoff <= 0 || backoff > sc.QuarantineMax {
+		backoff = sc.QuarantineMax
+	}
+	l.quarantine[model] = l.o.opts.Now().Add(backoff)
+	l.lastFailure[model] = err
+	l.log.Warn("model quarantined", "model", model, "backoff", backoff, "failures", l.failures[model])
+	e := modelFailedError(model, code, err)
+	e.RetryAfter = int(backoff.Seconds()) + 1
+	l.failWaiters(ctx, model, e)
+}
+
+// failWaiters fails the jobs queued for model with e.
+func (l *leader) failWaiters(ctx context.Context, model string, e *openai.Error) {
+	n, err := l.o.opts.Store.FailQueued(ctx, model, e)
+	if err != nil {
+		l.log.Error("failing jobs of a model that cannot start", "model", model, "error", err)
 	} else if n > 0 {
 		l.log.Warn("failed waiting jobs", "model", model, "jobs", n)
 	}

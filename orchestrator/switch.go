@@ -14,40 +14,11 @@ import (
 	"github.com/llm-switchboard/llm-switchboard/internal/config"
 	"github.com/llm-switchboard/llm-switchboard/internal/jobstore"
 	"github.com/llm-switchboard/llm-switchboard/internal/openai"
-	"github.com/llm-switchboard/llm-switchboard/orchestrator/scheduler"
 )
 
 // ErrWedged marks a switch that stopped because the old model's memory
 // did not come back: the slot is wedged and nothing was started.
 var ErrWedged = errors.New("slot wedged")
-
-// input assembles the scheduler's view of the slot.
-func (l *leader) input(queues map[string]jobstore.QueueInfo) scheduler.Input {
-	cfg := l.o.opts.Config
-	in := scheduler.Input{
-		Switching:    l.switching,
-		InFlight:     len(l.running),
-		Queues:       make(map[string]scheduler.Queue, len(queues)),
-		Order:        cfg.ModelNames(),
-		MaxWait:      cfg.Scheduler.MaxWait,
-		DefaultModel: cfg.Scheduler.DefaultModel,
-		Unavailable:  l.unavailable,
-	}
-	if l.backend.URL != "" && l.state.Active != "" {
-		in.Active = l.state.Active
-		in.Capacity = cfg.Model(l.state.Active).MaxConcurrency
-	}
-	for m, q := range queues {
-		in.Queues[m] = scheduler.Queue{Pending: q.Pending, HeadSince: q.HeadSince}
-		// Work that arrived after a failed start (whose waiters were
-		// failed) earns the model another try; only an idle default
-		// model stays unavailable, so it is not reloaded in a loop.
-		if q.Pending > 0 {
-			delete(l.unavailable, m)
-		}
-	}
-	return in
-}
 
 // switchModel runs one switch off the loop goroutine: stop everything that
 // runs (the drained active model and any stray one), wait until it is
@@ -55,7 +26,10 @@ func (l *leader) input(queues map[string]jobstore.QueueInfo) scheduler.Input {
 // healthy and a canary completion answers. With adopt the target is
 // already running (a new leader took it over): only the health and canary
 // checks run. Every mutating step first checks that the lock is held.
-func (l *leader) switchModel(ctx context.Context, from string, to *config.Model, rec jobstore.SwitchRecord, adopt bool) {
+//
+// ctx is the term's context; sctx, canceled when the load is abandoned,
+// bounds the waits. With to nil the switch only stops (an unload).
+func (l *leader) switchModel(ctx, sctx context.Context, from string, to *config.Model, rec jobstore.SwitchRecord, adopt bool) {
 	rt := l.o.opts.Runtime
 	cfg := l.o.opts.Config
 	ocfg := cfg.Orchestrator
@@ -71,19 +45,29 @@ func (l *leader) switchModel(ctx context.Context, from string, to *config.Model,
 	}
 
 	if !adopt {
+		// The stop runs under the term's context: an abandoned load
+		// still waits until the old model is gone.
 		if err := l.stopAll(ctx, from); err != nil {
 			finish(Backend{}, err)
 			return
 		}
 		rec.Stop = now().Sub(begin)
+		if to == nil {
+			finish(Backend{}, nil)
+			return
+		}
 
 		if mw, ok := rt.(MemoryWaiter); ok {
 			phase(jobstore.PhaseWaitingMemory)
 			memBegin := now()
-			mctx, cancel := context.WithTimeout(ctx, cfg.Nomad.MemoryTimeout)
+			mctx, cancel := context.WithTimeout(sctx, cfg.Nomad.MemoryTimeout)
 			err := mw.WaitMemory(mctx, to)
 			cancel()
 			rec.Memory = now().Sub(memBegin)
+			if err != nil && sctx.Err() != nil && ctx.Err() == nil {
+				finish(Backend{}, context.Cause(sctx))
+				return
+			}
 			if err != nil {
 				finish(Backend{}, fmt.Errorf("%w: memory for %s did not come back within memory_timeout %s: %v; "+
 					"check what still holds memory on the node (a leftover container, the page cache: `sync; echo 1 > /proc/sys/vm/drop_caches`), then send a request to retry",
@@ -96,7 +80,7 @@ func (l *leader) switchModel(ctx context.Context, from string, to *config.Model,
 	// Start and wait healthy, bounded by switch_timeout.
 	phase(jobstore.PhaseStarting)
 	startBegin := now()
-	startCtx, cancelStart := context.WithTimeout(ctx, ocfg.SwitchTimeout)
+	startCtx, cancelStart := context.WithTimeout(sctx, ocfg.SwitchTimeout)
 	defer cancelStart()
 	b, err := l.startAndWait(startCtx, to, adopt)
 	rec.Start = now().Sub(startBegin)
@@ -109,6 +93,9 @@ func (l *leader) switchModel(ctx context.Context, from string, to *config.Model,
 		rec.Canary = now().Sub(canaryBegin)
 	}
 	if err != nil {
+		if cause := context.Cause(sctx); sctx.Err() != nil && ctx.Err() == nil {
+			err = cause // abandoned: not the model's fault
+		}
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && startCtx.Err() != nil {
 			err = fmt.Errorf("%s did not become ready within switch_timeout %s: %w", to.Name, ocfg.SwitchTimeout, err)
 		}
@@ -305,7 +292,12 @@ func (l *leader) reconcile(ctx context.Context) error {
 		StartedAt: l.o.opts.Now(), Generation: l.gen, Adopted: true}
 	l.state.LastSwitch = &rec
 	m := cfg.Model(keep)
-	l.wg.Go(func() { l.switchModel(ctx, "", m, rec, true) })
+	sctx, cancel := context.WithCancelCause(ctx)
+	l.switchCancel = cancel
+	l.wg.Go(func() {
+		defer cancel(nil)
+		l.switchModel(ctx, sctx, "", m, rec, true)
+	})
 	return nil
 }
 

@@ -66,6 +66,8 @@ func Default() *Config {
 			ResultTTL:       time.Hour,
 			MaxPending:      1000,
 			MaxPendingTotal: 5000,
+			QuarantineBase:  30 * time.Second,
+			QuarantineMax:   10 * time.Minute,
 		},
 	}
 }
@@ -283,6 +285,16 @@ type schedulerBlock struct {
 	MaxPendingRange   hcl.Range `hcl:"max_pending,attr_value_range"`
 	MaxTotal          *int      `hcl:"max_pending_total,optional"`
 	MaxTotalRange     hcl.Range `hcl:"max_pending_total,attr_value_range"`
+	MinResidency      *string   `hcl:"min_residency,optional"`
+	MinResidencyRange hcl.Range `hcl:"min_residency,attr_value_range"`
+	MaxSwitches       *int      `hcl:"max_switches_per_hour,optional"`
+	MaxSwitchesRange  hcl.Range `hcl:"max_switches_per_hour,attr_value_range"`
+	IdleUnload        *string   `hcl:"idle_unload_after,optional"`
+	IdleUnloadRange   hcl.Range `hcl:"idle_unload_after,attr_value_range"`
+	QuarantineBase    *string   `hcl:"quarantine_base,optional"`
+	QBaseRange        hcl.Range `hcl:"quarantine_base,attr_value_range"`
+	QuarantineMax     *string   `hcl:"quarantine_max,optional"`
+	QMaxRange         hcl.Range `hcl:"quarantine_max,attr_value_range"`
 }
 
 // applyGateway copies what gateway.hcl sets over the defaults, checking each
@@ -363,6 +375,17 @@ func (l *loader) applyGateway(gf *gatewayFile) {
 		l.setDuration(&c.Scheduler.ResultTTL, b.ResultTTL, b.ResultTTLRange, "scheduler.result_ttl")
 		l.setPositive(&c.Scheduler.MaxPending, b.MaxPending, b.MaxPendingRange, "scheduler.max_pending")
 		l.setPositive(&c.Scheduler.MaxPendingTotal, b.MaxTotal, b.MaxTotalRange, "scheduler.max_pending_total")
+		l.setOptionalDuration(&c.Scheduler.MinResidency, b.MinResidency, b.MinResidencyRange, "scheduler.min_residency")
+		if b.MaxSwitches != nil {
+			if *b.MaxSwitches < 0 {
+				l.check(b.MaxSwitchesRange, "scheduler.max_switches_per_hour", fmt.Errorf("%d must not be negative (0 = no cap)", *b.MaxSwitches))
+			} else {
+				c.Scheduler.MaxSwitchesPerHour = *b.MaxSwitches
+			}
+		}
+		l.setOptionalDuration(&c.Scheduler.IdleUnloadAfter, b.IdleUnload, b.IdleUnloadRange, "scheduler.idle_unload_after")
+		l.setDuration(&c.Scheduler.QuarantineBase, b.QuarantineBase, b.QBaseRange, "scheduler.quarantine_base")
+		l.setDuration(&c.Scheduler.QuarantineMax, b.QuarantineMax, b.QMaxRange, "scheduler.quarantine_max")
 	}
 }
 
@@ -391,6 +414,15 @@ func checkLockKey(s string) error {
 		return fmt.Errorf("%q must not start with \"/\": Consul KV keys are relative", s)
 	}
 	return nil
+}
+
+// setOptionalDuration is setDuration for durations where "0" means off.
+func (l *loader) setOptionalDuration(dst *time.Duration, v *string, rng hcl.Range, what string) {
+	if v != nil && (*v == "0" || *v == "0s") {
+		*dst = 0
+		return
+	}
+	l.setDuration(dst, v, rng, what)
 }
 
 // setPositive stores *v in dst when the attribute is present and > 0.

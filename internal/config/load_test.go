@@ -114,6 +114,11 @@ func TestLoad_FullGateway(t *testing.T) {
 			`  result_ttl    = "7h"`,
 			`  max_pending   = 10`,
 			`  max_pending_total = 20`,
+			`  min_residency = "2m"`,
+			`  max_switches_per_hour = 12`,
+			`  idle_unload_after = "30m"`,
+			`  quarantine_base = "10s"`,
+			`  quarantine_max = "5m"`,
 			`}`,
 		),
 		"m/models.hcl": lines(
@@ -155,12 +160,17 @@ func TestLoad_FullGateway(t *testing.T) {
 			CanaryTimeout:    20 * time.Second,
 		},
 		Scheduler: config.Scheduler{
-			DefaultModel:    "b", // the alias resolves to the logical name
-			MaxWait:         5 * time.Minute,
-			QueueTimeout:    6 * time.Minute,
-			ResultTTL:       7 * time.Hour,
-			MaxPending:      10,
-			MaxPendingTotal: 20,
+			DefaultModel:       "b", // the alias resolves to the logical name
+			MaxWait:            5 * time.Minute,
+			QueueTimeout:       6 * time.Minute,
+			ResultTTL:          7 * time.Hour,
+			MaxPending:         10,
+			MaxPendingTotal:    20,
+			MinResidency:       2 * time.Minute,
+			MaxSwitchesPerHour: 12,
+			IdleUnloadAfter:    30 * time.Minute,
+			QuarantineBase:     10 * time.Second,
+			QuarantineMax:      5 * time.Minute,
 		},
 		Models: cfg.Models,
 	}

@@ -135,6 +135,16 @@ type Scheduler struct {
 	// all models; beyond them requests get 429 with Retry-After.
 	MaxPending      int
 	MaxPendingTotal int
+	// MinResidency keeps a freshly loaded model before any switch away
+	// (0 = none); MaxSwitchesPerHour caps switches (0 = no cap);
+	// IdleUnloadAfter unloads an idle model to free memory (0 = never).
+	MinResidency       time.Duration
+	MaxSwitchesPerHour int
+	IdleUnloadAfter    time.Duration
+	// QuarantineBase is the first backoff of a model that failed to start;
+	// it doubles on each further failure up to QuarantineMax.
+	QuarantineBase time.Duration
+	QuarantineMax  time.Duration
 }
 
 // Model is one logical model the switchboard can serve.

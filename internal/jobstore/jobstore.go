@@ -303,6 +303,7 @@ func jobFromHash(m map[string]string) *Job {
 		var env openai.Envelope
 		if json.Unmarshal([]byte(e), &env) == nil && env.Error != nil {
 			env.Error.Status, _ = strconv.Atoi(m["error_status"])
+			env.Error.RetryAfter, _ = strconv.Atoi(m["error_retry_after"])
 			j.Error = env.Error
 		}
 	}
@@ -427,7 +428,7 @@ local st = redis.call('HGET', KEYS[1], 'status')
 if st ~= 'running' and st ~= 'queued' then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_us', ARGV[3],
   'result_status', ARGV[5], 'result_type', ARGV[6], 'result', ARGV[7],
-  'error', ARGV[8], 'error_status', ARGV[9])
+  'error', ARGV[8], 'error_status', ARGV[9], 'error_retry_after', ARGV[12])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('ZREM', KEYS[2], ARGV[1])
 if st == 'queued' then
@@ -452,17 +453,17 @@ func (s *Store) Finish(ctx context.Context, id string, o Outcome) (bool, error) 
 		return false, fmt.Errorf("finish job %s: %q is not a terminal status", id, o.Status)
 	}
 	var errJSON []byte
-	errStatus := 0
+	errStatus, retryAfter := 0, 0
 	if o.Error != nil {
 		errJSON = o.Error.Body()
-		errStatus = o.Error.Status
+		errStatus, retryAfter = o.Error.Status, o.Error.RetryAfter
 	}
 	ttl := int64(s.opts.ResultTTL / time.Second)
 	n, err := finishScript.Run(ctx, s.rdb,
 		[]string{s.jobKey(id), s.runningKey(), s.streamKey(id)},
 		id, string(o.Status), micros(time.Now()), ttl,
 		o.ResultStatus, o.ResultType, o.Result, errJSON, errStatus,
-		s.opts.Prefix+"queue:", s.failuresKey()).Int()
+		s.opts.Prefix+"queue:", s.failuresKey(), retryAfter).Int()
 	if err != nil {
 		return false, fmt.Errorf("finish job %s: %w", id, err)
 	}

@@ -67,7 +67,10 @@ type SlotState struct {
 	// JobAvg of one job of each model (moving averages), for ETAs.
 	SwitchAvg map[string]time.Duration `json:"switch_avg_ns,omitempty"`
 	JobAvg    map[string]time.Duration `json:"job_avg_ns,omitempty"`
-	UpdatedAt time.Time                `json:"updated_at"`
+	// RecentSwitches are the start times of the last hour's switches,
+	// for max_switches_per_hour.
+	RecentSwitches []time.Time `json:"recent_switches,omitempty"`
+	UpdatedAt      time.Time   `json:"updated_at"`
 }
 
 // PutState publishes the slot state.
@@ -154,3 +157,60 @@ func (st *SlotState) switchTime(model string) time.Duration {
 	}
 	return defaultSwitch
 }
+
+// AdminState is what operators asked of a slot: a pin, maintenance, and
+// one-shot load and unload requests the leader consumes.
+type AdminState struct {
+	Pinned      string `json:"pinned,omitempty"`
+	Maintenance bool   `json:"maintenance"`
+	Load        string `json:"load,omitempty"`
+	Unload      bool   `json:"unload,omitempty"`
+}
+
+// AdminWake is the wake-up message that tells the leader to re-read the
+// admin state.
+const AdminWake = "@admin"
+
+func (s *Store) adminKey(slot string) string { return s.opts.Prefix + "admin:" + slot }
+
+// Admin reads the slot's admin state.
+func (s *Store) Admin(ctx context.Context, slot string) (AdminState, error) {
+	m, err := s.rdb.HGetAll(ctx, s.adminKey(slot)).Result()
+	if err != nil {
+		return AdminState{}, fmt.Errorf("read admin state: %w", err)
+	}
+	return AdminState{Pinned: m["pinned"], Maintenance: m["maintenance"] == "1", Load: m["load"], Unload: m["unload"] == "1"}, nil
+}
+
+// SetAdmin sets (value != "") or clears one admin field and wakes the
+// leader: pinned, maintenance ("1"), load (a model), unload ("1").
+func (s *Store) SetAdmin(ctx context.Context, slot, field, value string) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		if value == "" {
+			p.HDel(ctx, s.adminKey(slot), field)
+		} else {
+			p.HSet(ctx, s.adminKey(slot), field, value)
+		}
+		p.Publish(ctx, s.wakeChannel(), AdminWake)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("set admin %s: %w", field, err)
+	}
+	return nil
+}
+
+// ClearAdmin removes a one-shot admin request once the leader took it,
+// unless it was replaced meanwhile.
+func (s *Store) ClearAdmin(ctx context.Context, slot, field, was string) error {
+	err := clearIfScript.Run(ctx, s.rdb, []string{s.adminKey(slot)}, field, was).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("clear admin %s: %w", field, err)
+	}
+	return nil
+}
+
+var clearIfScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 1
+`)

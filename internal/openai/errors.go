@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 )
 
 // Error types, as OpenAI names them.
@@ -24,11 +25,13 @@ const (
 // Error is an error the API answers with: an HTTP status plus OpenAI's
 // error envelope. Handlers return it; one writer renders it.
 type Error struct {
-	Status  int     `json:"-"`
-	Message string  `json:"message"`
-	Type    string  `json:"type"`
-	Param   *string `json:"param"`
-	Code    *string `json:"code"`
+	Status int `json:"-"`
+	// RetryAfter, in seconds, becomes a Retry-After header when set.
+	RetryAfter int     `json:"-"`
+	Message    string  `json:"message"`
+	Type       string  `json:"type"`
+	Param      *string `json:"param"`
+	Code       *string `json:"code"`
 }
 
 func (e *Error) Error() string {
@@ -68,6 +71,9 @@ func WriteError(w http.ResponseWriter, e *Error) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Del("Content-Length")
+	if e.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	}
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(append(e.Body(), '\n'))
 }
