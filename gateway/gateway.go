@@ -140,6 +140,11 @@ func (s *Server) routes() *httprouter.Router {
 	r.Handler(http.MethodGet, "/health", s.jsonHandler(s.health))
 	r.Handler(http.MethodGet, "/status", s.auth(scopeAdmin, s.jsonHandler(s.status)))
 	r.Handler(http.MethodGet, "/queue", s.auth(scopeAdmin, s.jsonHandler(s.queue)))
+	r.Handler(http.MethodPost, "/admin/models/:model/load", s.auth(scopeAdmin, s.jsonHandler(s.adminLoad)))
+	r.Handler(http.MethodPost, "/admin/models/:model/pin", s.auth(scopeAdmin, s.jsonHandler(s.adminPin)))
+	r.Handler(http.MethodPost, "/admin/unpin", s.auth(scopeAdmin, s.jsonHandler(s.adminUnpin)))
+	r.Handler(http.MethodPost, "/admin/unload", s.auth(scopeAdmin, s.jsonHandler(s.adminUnload)))
+	r.Handler(http.MethodPost, "/admin/maintenance", s.auth(scopeAdmin, s.jsonHandler(s.adminMaintenance)))
 	r.Handler(http.MethodGet, "/v1/models", s.auth(scopeUser, s.jsonHandler(s.listModels)))
 	r.Handler(http.MethodGet, "/v1/models/*model", s.auth(scopeUser, s.jsonHandler(s.getModel)))
 	for _, path := range []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings"} {

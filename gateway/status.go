@@ -39,6 +39,7 @@ type statusView struct {
 	Leader     string               `json:"leader"`
 	State      *jobstore.SlotState  `json:"state"`
 	LastSwitch *switchView          `json:"last_switch,omitempty"`
+	Admin      jobstore.AdminState  `json:"admin"`
 	QueueView  map[string]queueView `json:"queues"`
 }
 
@@ -79,7 +80,11 @@ func (s *Server) status(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := statusView{Slot: slot, Leader: leader, State: st, QueueView: map[string]queueView{}}
+	admin, err := s.store.Admin(ctx, slot)
+	if err != nil {
+		return nil, err
+	}
+	v := statusView{Slot: slot, Leader: leader, State: st, Admin: admin, QueueView: map[string]queueView{}}
 	now := time.Now()
 	for m, q := range queues {
 		qv := queueView{Pending: q.Pending}

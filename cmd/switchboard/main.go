@@ -15,6 +15,8 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/llm-switchboard/llm-switchboard/orchestrator/scheduler/sim"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -34,6 +36,7 @@ Commands:
   orchestrator  lead: pick the active model, switch models, execute jobs (production)
   mockllm       a fake vLLM OpenAI server (for tests and the dev mode)
   config check  validate configuration files, printing file:line:col diagnostics
+  sim           replay arrival traces through the scheduler and naive/llama-swap-like policies
   version       print the version
 
 Run 'switchboard <command> -h' for a command's flags.
@@ -68,6 +71,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runMockLLM(ctx, args[1:], stdout, stderr)
 	case "config":
 		err = runConfig(args[1:], stdout, stderr)
+	case "sim":
+		return sim.Main(args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "switchboard: unknown command %q\n\n%s", args[0], usage)
 		return 2

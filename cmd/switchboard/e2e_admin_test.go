@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+
+	"github.com/llm-switchboard/llm-switchboard/internal/jobstore"
+)
+
+// waitPhase polls /status until the slot shows cond (there is no push
+// channel for an observer).
+func (e *e2e) waitState(t *testing.T, what string, cond func(*jobstore.SlotState) bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := e.stack.Store.State(context.Background(), "e2e")
+		if err == nil && st != nil && cond(st) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot never %s; last %+v", what, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Operators load, pin, unload and hold the slot through admin routes;
+// the leader acts on them in its loop.
+func TestE2E_AdminControls(t *testing.T) {
+	e := startE2E(t, e2eOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if resp, _ := post(t, e.url+"/admin/models/qwen3/load", "", nil); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("admin load = %d", resp.StatusCode)
+	}
+	e.waitState(t, "with qwen3-30b loaded", func(s *jobstore.SlotState) bool {
+		return s.Active == "qwen3-30b" && s.Phase == jobstore.PhaseReady
+	})
+
+	// Pinned: a request for another model waits; the pinned one serves.
+	if resp, _ := post(t, e.url+"/admin/models/qwen3-30b/pin", "", nil); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("pin = %d", resp.StatusCode)
+	}
+	other := make(chan error, 1)
+	go func() { other <- e.chat(ctx, "gpt-oss120", "openai/gpt-oss-120b", "waits for the pin", false) }()
+	if err := e.chat(ctx, "qwen3-30b", "Qwen/Qwen3-30B-A3B", "pinned serves", false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-other:
+		t.Fatalf("a request for another model was served while qwen3-30b was pinned: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if resp, _ := post(t, e.url+"/admin/unpin", "", nil); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("unpin = %d", resp.StatusCode)
+	}
+	if err := <-other; err != nil {
+		t.Fatalf("after unpin: %v", err)
+	}
+
+	// Unload frees the slot.
+	if resp, _ := post(t, e.url+"/admin/unload", "", nil); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("unload = %d", resp.StatusCode)
+	}
+	e.waitState(t, "empty", func(s *jobstore.SlotState) bool { return s.Active == "" && s.Phase == jobstore.PhaseIdle })
+	if running, _ := e.stack.Runtime.Running(ctx); len(running) != 0 {
+		t.Fatalf("running after unload: %v", running)
+	}
+
+	// Maintenance holds new work until it ends.
+	if resp, _ := post(t, e.url+"/admin/maintenance", `{"enabled":true}`, nil); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("maintenance on = %d", resp.StatusCode)
+	}
+	held := make(chan error, 1)
+	go func() { held <- e.chat(ctx, "qwen3-30b", "Qwen/Qwen3-30B-A3B", "held", false) }()
+	select {
+	case err := <-held:
+		t.Fatalf("served during maintenance: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if resp, _ := post(t, e.url+"/admin/maintenance", `{"enabled":false}`, nil); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("maintenance off = %d", resp.StatusCode)
+	}
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := post(t, e.url+"/admin/models/nope/load", "", nil); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("load of an unknown model = %d %v", resp.StatusCode, body)
+	}
+}
+
+// A model that fails to start is quarantined: the next request fails
+// fast with the reason and Retry-After instead of another doomed load.
+func TestE2E_Quarantine(t *testing.T) {
+	e := startE2E(t, e2eOptions{flags: map[string][]string{
+		"qwen3-235b-4bit": {"--exit-during-load", "--exit-message", "out of memory (test)"},
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ask := func() *openai.Error {
+		_, err := e.client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+			Model: "qwen3-235b-4bit", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("x")},
+		})
+		var apiErr *openai.Error
+		if !errors.As(err, &apiErr) {
+			t.Fatalf("err = %v", err)
+		}
+		return apiErr
+	}
+	if first := ask(); first.Code != "model_failed_to_start" {
+		t.Fatalf("first = %s %q", first.Code, first.Message)
+	}
+	began := time.Now()
+	second := ask()
+	if second.Code != "model_quarantined" || !strings.Contains(second.Message, "out of memory (test)") {
+		t.Fatalf("second = %s %q", second.Code, second.Message)
+	}
+	if ra, err := strconv.Atoi(second.Response.Header.Get("Retry-After")); err != nil || ra <= 0 {
+		t.Fatalf("Retry-After = %q", second.Response.Header.Get("Retry-After"))
+	}
+	if took := time.Since(began); took > 5*time.Second {
+		t.Fatalf("the quarantined model's request took %s: it must fail fast", took)
+	}
+}
