@@ -45,6 +45,21 @@ nomad {
   # namespace and an ACL policy limited to it. ["default"], ["global"]
   namespace = "default"
   region    = "global"
+
+  # Model jobs are named job_prefix + model. ["sb-"]
+  job_prefix = "sb-"
+
+  # Purge a model's job when it is stopped; kept (dead) by default so
+  # `nomad job status` shows its history. [false]
+  purge_on_stop = false
+
+  # Memory barrier: after a stop, wait until the node's available memory
+  # (Nomad host stats) covers the next model's memory plus this headroom,
+  # for at most memory_timeout; past it the slot is wedged and nothing
+  # starts. node_id picks the GPU node when the cluster has several.
+  # ["4GiB"], ["3m"]
+  memory_headroom = "4GiB"
+  memory_timeout  = "3m"
 }
 
 consul {
@@ -56,6 +71,15 @@ consul {
   # KV key of the leader lock; only its holder touches Nomad.
   # ["llm-switchboard/leader"]
   lock_key = "llm-switchboard/leader"
+
+  # Leader session: a dead leader's lock frees after at most 2 x TTL, then
+  # the lock-delay. ["15s"], ["15s"]
+  session_ttl = "15s"
+  lock_delay  = "15s"
+
+  # The leader publishes the slot state here for the Consul UI.
+  # ["llm-switchboard/state/"]
+  kv_prefix = "llm-switchboard/state/"
 }
 
 orchestrator {
@@ -81,12 +105,18 @@ orchestrator {
   drain_timeout = "2m"
 
   # How long a switch waits for the old model's allocations to be terminal
-  # and its memory to be free before the slot is reported wedged. ["5m"]
+  # (its memory: nomad.memory_timeout). ["5m"]
   stop_timeout = "5m"
 
   # Local runtime only: wait between SIGTERM and SIGKILL. Nomad uses the
   # jobspec's kill_timeout instead. ["30s"]
   stop_grace = "30s"
+
+  # A model that turned healthy must answer one tiny completion within
+  # canary_timeout before it serves (vLLM's /health can be green while
+  # decoding is stuck). [true], ["1m"]
+  canary         = true
+  canary_timeout = "1m"
 }
 
 scheduler {
@@ -105,4 +135,27 @@ scheduler {
   # How long finished jobs and their results stay readable through
   # /jobs/{id}. ["1h"]
   result_ttl = "1h"
+
+  # Backpressure: queued requests per model and in total; beyond them
+  # requests get 429 with Retry-After. [1000], [5000]
+  max_pending       = 1000
+  max_pending_total = 5000
+
+  # A loaded model stays at least this long before a switch away (a load
+  # costs minutes). ["0"]
+  min_residency = "2m"
+
+  # Cap on switches per hour; beyond it work queues and /status says why.
+  # 0 = no cap. [0]
+  max_switches_per_hour = 20
+
+  # Unload an idle model to free the memory for notebooks; "0" = never.
+  # ["0"]
+  idle_unload_after = "0"
+
+  # A model that fails to start is quarantined for quarantine_base,
+  # doubling on each further failure up to quarantine_max; its requests
+  # fail fast with the reason and Retry-After. ["30s"], ["10m"]
+  quarantine_base = "30s"
+  quarantine_max  = "10m"
 }
