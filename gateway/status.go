@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -264,7 +265,17 @@ func (s *Server) cancelJob(r *http.Request) (any, error) {
 		return nil, openai.Errorf(http.StatusConflict, openai.TypeInvalidRequest, "job_finished", "",
 			"job %s already %s", j.ID, j.Status)
 	}
-	if _, err := s.store.Cancel(r.Context(), j.ID, "canceled by request"); err != nil {
+	hard := false
+	if v := r.URL.Query().Get("hard"); v != "" {
+		if hard, err = strconv.ParseBool(v); err != nil {
+			return nil, openai.BadRequest("hard", "hard must be true or false, not %q", v)
+		}
+	}
+	cancel := s.store.Cancel
+	if hard {
+		cancel = s.store.CancelHard
+	}
+	if _, err := cancel(r.Context(), j.ID, "canceled by request"); err != nil {
 		return nil, err
 	}
 	j, err = s.store.Get(r.Context(), j.ID)

@@ -124,7 +124,7 @@ func (o *Orchestrator) lead(ctx context.Context, held Held) error {
 		gen:      gen,
 		log:      o.log.With("generation", gen),
 		wake:     make(chan struct{}, 1),
-		cancels:  make(chan string, 256),
+		cancels:  make(chan cancelRequest, 256),
 		finished: make(chan jobDone, 256),
 		progress: make(chan switchProgress, 16),
 		running:  make(map[string]*runningJob),
@@ -154,6 +154,13 @@ type runningJob struct {
 	cancel context.CancelCauseFunc
 }
 
+// cancelRequest asks to abort a running job; hard also restarts its
+// backend (a hung generation).
+type cancelRequest struct {
+	id   string
+	hard bool
+}
+
 // progressKind says what a switchProgress reports.
 type progressKind int
 
@@ -181,7 +188,7 @@ type leader struct {
 	log  hclog.Logger
 
 	wake     chan struct{}
-	cancels  chan string
+	cancels  chan cancelRequest
 	finished chan jobDone
 	progress chan switchProgress
 	wg       sync.WaitGroup
@@ -275,10 +282,13 @@ func (l *leader) run(ctx context.Context) error {
 			l.sweep = nil
 			l.expireQueued(ctx)
 		case <-l.wake:
-		case id := <-l.cancels:
-			if rj, ok := l.running[id]; ok {
-				l.log.Info("aborting job on request", "job_id", id, "model", rj.model)
+		case c := <-l.cancels:
+			if rj, ok := l.running[c.id]; ok {
+				l.log.Info("aborting job on request", "job_id", c.id, "model", rj.model, "hard", c.hard)
 				rj.cancel(errCanceled)
+				if c.hard && rj.model == l.state.Active && !l.switching {
+					l.decide(ctx, rj.model, fmt.Sprintf("hard cancel of job %s: restarting the backend", c.id))
+				}
 			}
 		case d := <-l.finished:
 			l.lastActivity = l.o.opts.Now()
@@ -318,7 +328,7 @@ func (l *leader) listen(ctx context.Context, sub *jobstore.Subscriber) {
 			}
 		case ev.Kind == 'x':
 			select {
-			case l.cancels <- ev.JobID:
+			case l.cancels <- cancelRequest{id: ev.JobID, hard: ev.Hard}:
 			case <-ctx.Done():
 				return
 			}

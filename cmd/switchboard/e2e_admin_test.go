@@ -129,3 +129,37 @@ func TestE2E_Quarantine(t *testing.T) {
 		t.Fatalf("the quarantined model's request took %s: it must fail fast", took)
 	}
 }
+
+// A hard cancel of a running job aborts it and restarts the backend (the
+// answer to a generation that hangs); a plain cancel of a finished job is
+// a 409, and a bad hard value a 400.
+func TestE2E_HardCancel(t *testing.T) {
+	e := startE2E(t, e2eOptions{flags: map[string][]string{"qwen3-30b": {"--tokens-per-second", "1"}}})
+	resp, job := post(t, e.url+"/v1/chat/completions",
+		`{"model":"qwen3-30b","async":true,"messages":[{"role":"user","content":"slow"}],"max_tokens":50}`, nil)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("submit = %d", resp.StatusCode)
+	}
+	id := job["id"].(string)
+	waitJob(t, e, id, func(j *jobstore.Job) bool { return j.Status == jobstore.StatusRunning })
+	if resp, body := post(t, e.url+"/jobs/"+id+"/cancel?hard=maybe", "", nil); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("bad hard value = %d %v", resp.StatusCode, body)
+	}
+	if resp, body := post(t, e.url+"/jobs/"+id+"/cancel?hard=true", "", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("hard cancel = %d %v", resp.StatusCode, body)
+	}
+	final := waitJob(t, e, id, func(j *jobstore.Job) bool { return j.Status.Terminal() })
+	if final.Status != jobstore.StatusCanceled {
+		t.Fatalf("job = %s", final.Status)
+	}
+	e.waitState(t, "restarted", func(s *jobstore.SlotState) bool {
+		return s.Phase == jobstore.PhaseReady && s.LastSwitch != nil && s.LastSwitch.From == "qwen3-30b" &&
+			s.LastSwitch.To == "qwen3-30b" && strings.Contains(s.LastSwitch.Reason, "hard cancel")
+	})
+	if resp, _ := post(t, e.url+"/jobs/"+id+"/cancel", "", nil); resp.StatusCode != http.StatusConflict {
+		t.Fatalf("cancel of a finished job = %d, want 409", resp.StatusCode)
+	}
+	if n := e.stack.Runtime.MaxAlive(); n != 1 {
+		t.Fatalf("max alive = %d", n)
+	}
+}

@@ -504,7 +504,7 @@ local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return false end
 if st == 'running' then
   redis.call('HSET', KEYS[1], 'cancel_requested', '1')
-  redis.call('PUBLISH', ARGV[2], ARGV[1])
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
 end
 return st
 `)
@@ -513,7 +513,21 @@ return st
 // is aborted by its executor, which records the canceled outcome. The
 // status the job had before is returned (ErrNotFound if none).
 func (s *Store) Cancel(ctx context.Context, id, reason string) (Status, error) {
-	st, err := cancelScript.Run(ctx, s.rdb, []string{s.jobKey(id)}, id, s.cancelChannel()).Text()
+	return s.cancel(ctx, id, reason, false)
+}
+
+// CancelHard cancels like Cancel and, for a running job, also asks the
+// leader to restart the backend: the answer to a hung generation.
+func (s *Store) CancelHard(ctx context.Context, id, reason string) (Status, error) {
+	return s.cancel(ctx, id, reason, true)
+}
+
+func (s *Store) cancel(ctx context.Context, id, reason string, hard bool) (Status, error) {
+	msg := id
+	if hard {
+		msg += "|hard"
+	}
+	st, err := cancelScript.Run(ctx, s.rdb, []string{s.jobKey(id)}, id, s.cancelChannel(), msg).Text()
 	if errors.Is(err, redis.Nil) {
 		return "", ErrNotFound
 	}

@@ -23,6 +23,8 @@ type Event struct {
 	Status  Status
 	Model   string
 	Data    []byte
+	// Hard is set on a cancel that also restarts the backend.
+	Hard bool
 }
 
 // Subscriber receives notifications on a set of channels. It survives
@@ -98,7 +100,8 @@ func (sub *Subscriber) parse(m *redis.Message) (Event, bool) {
 	case sub.s.wakeChannel():
 		return Event{Kind: 'w', Model: m.Payload}, true
 	case sub.s.cancelChannel():
-		return Event{Kind: 'x', JobID: m.Payload}, true
+		id, hard := strings.CutSuffix(m.Payload, "|hard")
+		return Event{Kind: 'x', JobID: id, Hard: hard}, true
 	}
 	kind, rest, ok := strings.Cut(m.Payload, "|")
 	if !ok || len(kind) != 1 {
