@@ -37,7 +37,7 @@ type Options struct {
 	// Serve's context ends; default 30s.
 	ShutdownGrace time.Duration
 	// KeepAlive is the interval of SSE comments sent to a waiting stream;
-	// default 10s.
+	// default 5s.
 	KeepAlive time.Duration
 }
 
@@ -75,7 +75,7 @@ func New(opts Options) (*Server, error) {
 		opts.ShutdownGrace = 30 * time.Second
 	}
 	if opts.KeepAlive <= 0 {
-		opts.KeepAlive = 10 * time.Second
+		opts.KeepAlive = 5 * time.Second
 	}
 	s := &Server{
 		opts:       opts,

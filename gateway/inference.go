@@ -324,19 +324,26 @@ func (s *Server) finishStream(w http.ResponseWriter, r *http.Request, job *jobst
 	_ = http.NewResponseController(w).Flush()
 }
 
-// progress describes a waiting job for a keep-alive comment.
+// progress describes a waiting job for a keep-alive comment, e.g.
+// "loading qwen3-235b-4bit, 45s elapsed, ~2m left".
 func (s *Server) progress(ctx context.Context, job *jobstore.Job) string {
+	elapsed := time.Since(job.Created).Round(time.Second)
 	st, err := s.store.State(ctx, s.cfg.Orchestrator.Slot)
 	if err != nil || st == nil {
-		return fmt.Sprintf("waiting for model %s", job.Model)
+		return fmt.Sprintf("waiting for model %s, %s elapsed (no orchestrator has reported yet)", job.Model, elapsed)
 	}
-	if st.Active == job.Model && st.Phase == jobstore.PhaseReady {
-		return fmt.Sprintf("model %s active; waiting for a free slot", job.Model)
+	left := ""
+	if pos, err := s.store.QueuePosition(ctx, job); err == nil && pos > 0 {
+		eta := st.EstimateStart(job.Model, pos, s.cfg.Model(job.Model).MaxConcurrency, time.Now())
+		left = fmt.Sprintf(", ~%s left", eta.Round(time.Second))
 	}
-	if st.Target == job.Model {
-		return fmt.Sprintf("model %s %s", job.Model, st.Phase)
+	switch {
+	case st.Active == job.Model && st.Phase == jobstore.PhaseReady:
+		return fmt.Sprintf("model %s active, waiting for a free slot, %s elapsed%s", job.Model, elapsed, left)
+	case st.Target == job.Model:
+		return fmt.Sprintf("loading %s (%s), %s elapsed%s", job.Model, st.Phase, elapsed, left)
 	}
-	return fmt.Sprintf("queued for model %s (active: %s, phase: %s)", job.Model, orNone(st.Active), st.Phase)
+	return fmt.Sprintf("queued for %s (active: %s, %s), %s elapsed%s", job.Model, orNone(st.Active), st.Phase, elapsed, left)
 }
 
 func orNone(s string) string {

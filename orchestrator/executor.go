@@ -59,8 +59,9 @@ func (l *leader) execute(ctx context.Context, j *jobstore.Job, b Backend) {
 	log := l.log.With("job_id", j.ID, "model", j.Model)
 	outcome := l.call(ctx, j, b)
 	// Record the outcome even if ctx was canceled: that is exactly when
-	// it matters most.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	// it matters most. Redis may be restarting: retry for a while (a
+	// job left running would wait for the next leader to settle it).
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	if errors.Is(context.Cause(ctx), errLeaderStopping) {
 		// The next leader can serve a job of which the client saw
@@ -70,12 +71,26 @@ func (l *leader) execute(ctx context.Context, j *jobstore.Job, b Backend) {
 			return
 		}
 	}
-	if _, err := l.o.opts.Store.Finish(rctx, j.ID, outcome); err != nil {
-		log.Error("recording job outcome failed", "status", outcome.Status, "error", err)
-		return
+	for delay := 50 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
+		_, err := l.o.opts.Store.Finish(rctx, j.ID, outcome)
+		if err == nil {
+			break
+		}
+		if rctx.Err() != nil {
+			log.Error("recording job outcome failed; the next leader will settle the job", "status", outcome.Status, "error", err)
+			return
+		}
+		log.Warn("recording job outcome failed; retrying", "status", outcome.Status, "error", err, "retry_in", delay)
+		select {
+		case <-rctx.Done():
+		case <-time.After(delay):
+		}
 	}
 	log.Debug("job finished", "status", outcome.Status, "backend_status", outcome.ResultStatus)
 }
+
+// recordTimeout bounds the retries of recording a job's outcome.
+const recordTimeout = 2 * time.Minute
 
 // call performs the backend request. For streaming jobs each SSE event is
 // appended to the job's chunk log as it arrives.

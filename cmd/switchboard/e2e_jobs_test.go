@@ -233,3 +233,48 @@ func TestE2E_PreflightKeepsActiveModel(t *testing.T) {
 		t.Fatalf("max alive = %d", n)
 	}
 }
+
+// A switch never cuts a stream: a request for another model waits until
+// the stream of the active model has finished, then the switch happens.
+func TestE2E_SwitchDrainsStreams(t *testing.T) {
+	e := startE2E(t, e2eOptions{flags: map[string][]string{"qwen3-30b": {"--tokens-per-second", "20"}}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := e.chat(ctx, "qwen3-30b", "Qwen/Qwen3-30B-A3B", "warm", false); err != nil {
+		t.Fatal(err)
+	}
+	streamDone := make(chan error, 1)
+	go func() { streamDone <- e.chat(ctx, "qwen3-30b", "Qwen/Qwen3-30B-A3B", "long stream", true) }()
+	waitRunning(t, e, "qwen3-30b")
+	if err := e.chat(ctx, "gpt-oss120", "openai/gpt-oss-120b", "other model", false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-streamDone:
+		if err != nil {
+			t.Fatalf("the stream was cut by the switch: %v", err)
+		}
+	default:
+		t.Fatal("the other model answered while the stream of the old one was still running")
+	}
+}
+
+// waitRunning waits until a job of model runs.
+func waitRunning(t *testing.T, e *e2e, model string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		running, err := e.stack.Store.Running(context.Background())
+		if err == nil {
+			for _, j := range running {
+				if j.Model == model {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no job of %s ever ran", model)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
