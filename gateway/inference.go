@@ -269,9 +269,13 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, job *jobsto
 		if resync {
 			everResynced = true
 			logged, err := s.store.Chunks(ctx, job.ID, lastID)
-			if err == nil {
-				chunks = append(logged, chunks...)
+			if err != nil {
+				// Redis is away: send nothing newer (that would leave a
+				// gap) and retry the resync shortly.
+				time.AfterFunc(200*time.Millisecond, func() { wt.update(func() { wt.resync = true }) })
+				continue
 			}
+			chunks = append(logged, chunks...)
 			if j, err := s.store.Get(ctx, job.ID); err == nil && j.Status.Terminal() {
 				done = true
 			}

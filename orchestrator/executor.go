@@ -25,7 +25,7 @@ func (l *leader) dispatch(ctx context.Context, model string, n int) error {
 		// guard keeps invariant 2 even if that ever changed.
 		return fmt.Errorf("refusing to dispatch to %s: active is %q in phase %s", model, l.state.Active, l.state.Phase)
 	}
-	jobs, err := l.o.opts.Store.Claim(ctx, model, n, l.gen)
+	jobs, err := l.o.opts.Store.Claim(ctx, l.state.Slot, model, n, l.gen)
 	if err != nil {
 		return err
 	}
@@ -57,17 +57,18 @@ func (l *leader) dispatch(ctx context.Context, model string, n int) error {
 // records one: a job never stays running because its executor returned.
 func (l *leader) execute(ctx context.Context, j *jobstore.Job, b Backend) {
 	log := l.log.With("job_id", j.ID, "model", j.Model)
-	outcome := l.call(ctx, j, b)
+	outcome, down := l.call(ctx, j, b)
+	outcome.Generation = j.Generation // fencing: a newer term's job is not ours to settle
 	// Record the outcome even if ctx was canceled: that is exactly when
 	// it matters most. Redis may be restarting: retry for a while (a
 	// job left running would wait for the next leader to settle it).
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	if errors.Is(context.Cause(ctx), errLeaderStopping) {
-		// The next leader can serve a job of which the client saw
-		// nothing yet: put it back instead of failing it.
-		if r, err := l.o.opts.Store.RecoverOrphan(rctx, j.ID); err == nil && r == jobstore.Requeued {
-			log.Info("requeued a running job as leadership ends")
+	if down || errors.Is(context.Cause(ctx), errLeaderStopping) {
+		// Nothing reached the client yet: the next leader, or the
+		// reloaded backend, serves it; put it back instead of failing it.
+		if r, err := l.o.opts.Store.RecoverOrphan(rctx, j.ID, j.Generation, true); err == nil && r == jobstore.Requeued {
+			log.Info("requeued a running job", "reason", map[bool]string{true: "backend unreachable", false: "leadership ends"}[down])
 			return
 		}
 	}
@@ -94,10 +95,12 @@ const recordTimeout = 2 * time.Minute
 
 // call performs the backend request. For streaming jobs each SSE event is
 // appended to the job's chunk log as it arrives.
-func (l *leader) call(ctx context.Context, j *jobstore.Job, b Backend) jobstore.Outcome {
+// down reports that the backend could not be reached at all (nothing was
+// sent back): the loop is told, and the job can be retried.
+func (l *leader) call(ctx context.Context, j *jobstore.Job, b Backend) (o jobstore.Outcome, down bool) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.URL+j.Path, bytes.NewReader(j.Body))
 	if err != nil {
-		return failed(http.StatusInternalServerError, openai.TypeServer, "build backend request: %v", err)
+		return failed(http.StatusInternalServerError, openai.TypeServer, "build backend request: %v", err), false
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Request-Id", j.ID)
@@ -107,28 +110,32 @@ func (l *leader) call(ctx context.Context, j *jobstore.Job, b Backend) jobstore.
 	resp, err := l.o.opts.HTTPClient.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return l.abortOutcome(ctx)
+			return l.abortOutcome(ctx), false
 		}
-		return failed(http.StatusBadGateway, openai.TypeServer, "backend %s unreachable: %v", j.Model, err)
+		select {
+		case l.lost <- b.URL:
+		default: // the loop already knows
+		}
+		return failed(http.StatusBadGateway, openai.TypeServer, "backend %s unreachable: %v", j.Model, err), true
 	}
 	defer resp.Body.Close()
 
 	ctype := resp.Header.Get("Content-Type")
 	if mt, _, _ := mime.ParseMediaType(ctype); j.Stream() && resp.StatusCode == http.StatusOK && mt == "text/event-stream" {
-		return l.relay(ctx, j, resp.Body)
+		return l.relay(ctx, j, resp.Body), false
 	}
 
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResultBytes+1))
 	if err != nil {
 		if ctx.Err() != nil {
-			return l.abortOutcome(ctx)
+			return l.abortOutcome(ctx), false
 		}
-		return failed(http.StatusBadGateway, openai.TypeServer, "read backend response: %v", err)
+		return failed(http.StatusBadGateway, openai.TypeServer, "read backend response: %v", err), false
 	}
 	if len(body) > maxResultBytes {
-		return failed(http.StatusBadGateway, openai.TypeServer, "backend response larger than %d bytes", maxResultBytes)
+		return failed(http.StatusBadGateway, openai.TypeServer, "backend response larger than %d bytes", maxResultBytes), false
 	}
-	o := jobstore.Outcome{Status: jobstore.StatusSucceeded, ResultStatus: resp.StatusCode, ResultType: ctype, Result: body}
+	o = jobstore.Outcome{Status: jobstore.StatusSucceeded, ResultStatus: resp.StatusCode, ResultType: ctype, Result: body}
 	if resp.StatusCode >= 300 {
 		o.Status = jobstore.StatusFailed
 		o.Error = openai.ParseError(resp.StatusCode, body)
@@ -137,7 +144,7 @@ func (l *leader) call(ctx context.Context, j *jobstore.Job, b Backend) jobstore.
 				resp.StatusCode, truncate(body, 512))
 		}
 	}
-	return o
+	return o, false
 }
 
 // relay copies a backend SSE stream into the job's chunk log.
@@ -164,6 +171,10 @@ func (l *leader) relay(ctx context.Context, j *jobstore.Job, body io.Reader) job
 		if err := l.o.opts.Store.AppendChunk(ctx, j, data); err != nil {
 			if ctx.Err() != nil {
 				return l.abortOutcome(ctx)
+			}
+			if errors.Is(err, jobstore.ErrFenced) {
+				// Canceled, or owned by a newer term: stop relaying.
+				return failed(http.StatusServiceUnavailable, openai.TypeServer, "the job is no longer this executor's")
 			}
 			return failed(http.StatusServiceUnavailable, openai.TypeServer, "store stream chunk: %v", err)
 		}

@@ -127,6 +127,7 @@ func (o *Orchestrator) lead(ctx context.Context, held Held) error {
 		cancels:  make(chan cancelRequest, 256),
 		finished: make(chan jobDone, 256),
 		progress: make(chan switchProgress, 16),
+		lost:     make(chan string, 1),
 		running:  make(map[string]*runningJob),
 		state: jobstore.SlotState{
 			Slot: cfg.Orchestrator.Slot, Leader: o.opts.ID, LeaderSince: o.opts.Now(), Generation: gen,
@@ -161,6 +162,9 @@ type cancelRequest struct {
 	hard bool
 }
 
+// preflightTimeout bounds a preflight (a jobspec parse and a plan).
+const preflightTimeout = 2 * time.Minute
+
 // progressKind says what a switchProgress reports.
 type progressKind int
 
@@ -191,6 +195,7 @@ type leader struct {
 	cancels  chan cancelRequest
 	finished chan jobDone
 	progress chan switchProgress
+	lost     chan string // URL of a backend an executor could not reach
 	wg       sync.WaitGroup
 
 	state   jobstore.SlotState
@@ -214,6 +219,7 @@ type leader struct {
 	// Policy memory (see policy.go).
 	admin        jobstore.AdminState
 	adminDirty   atomic.Bool
+	resynced     atomic.Bool
 	activeSince  time.Time
 	lastActivity time.Time
 	turnEnded    map[string]time.Time
@@ -297,6 +303,8 @@ func (l *leader) run(ctx context.Context) error {
 			l.state.JobAvg = learn(l.state.JobAvg, d.model, d.took)
 		case p := <-l.progress:
 			l.onProgress(ctx, p)
+		case url := <-l.lost:
+			l.backendLost(ctx, url)
 		case <-drain:
 			l.log.Warn("drain timeout: aborting in-flight requests",
 				"model", l.state.Active, "in_flight", len(l.running), "drain_timeout", cfg.Orchestrator.DrainTimeout)
@@ -319,6 +327,9 @@ func (l *leader) listen(ctx context.Context, sub *jobstore.Subscriber) {
 		}
 		if ev.Resync || (ev.Kind == 'w' && ev.Model == jobstore.AdminWake) {
 			l.adminDirty.Store(true)
+		}
+		if ev.Resync {
+			l.resynced.Store(true) // cancels may have been missed meanwhile
 		}
 		switch {
 		case ev.Resync, ev.Kind == 'w':
@@ -347,13 +358,20 @@ func (l *leader) step(ctx context.Context) error {
 		}
 		l.admin = a
 	}
+	if l.resynced.Swap(false) {
+		for id, rj := range l.running {
+			if yes, err := l.o.opts.Store.CancelRequested(ctx, id); err == nil && yes {
+				rj.cancel(errCanceled)
+			}
+		}
+	}
 	if l.switching && !l.preflighting && l.state.Phase == jobstore.PhaseDraining && len(l.running) == 0 {
 		l.startSwitch(ctx)
 		return nil
 	}
-	if l.admin.Unload {
+	if l.admin.Unload && !l.switching {
 		l.consumeAdmin(ctx, "unload", "1")
-		if l.state.Active != "" && !l.switching {
+		if l.state.Active != "" {
 			l.unload(ctx, "admin unload")
 			return nil
 		}
@@ -373,8 +391,9 @@ func (l *leader) step(ctx context.Context) error {
 		now := l.o.opts.Now()
 		d := scheduler.Decide(in, now)
 		l.armRecheck(scheduler.NextCheck(in, now))
-		if in.AdminLoad != "" {
-			// One-shot: taken now, acted on or refused with a reason.
+		if in.AdminLoad != "" && !in.Switching && !in.Maintenance && !l.preflighting {
+			// One-shot: Decide weighed it just now, acting on it or
+			// refusing it with a reason; otherwise it stays pending.
 			l.consumeAdmin(ctx, "load", in.AdminLoad)
 		}
 		switch d.Kind {
@@ -460,13 +479,16 @@ func (l *leader) decide(ctx context.Context, model, reason string) {
 		l.state.Phase = jobstore.PhasePreflight
 		l.publish(ctx)
 		m := l.o.opts.Config.Model(model)
-		var holding []string
-		if l.state.Active != "" {
-			holding = []string{l.state.Active}
-		}
 		begin := l.o.opts.Now()
 		l.wg.Go(func() {
-			err := pf.Preflight(ctx, m, holding)
+			pctx, cancel := context.WithTimeout(ctx, preflightTimeout)
+			defer cancel()
+			// Whatever runs holds resources the switch frees: the active
+			// model, or a stray one a failed stop left behind.
+			holding, err := l.o.opts.Runtime.Running(pctx)
+			if err == nil {
+				err = pf.Preflight(pctx, m, holding)
+			}
 			rec := jobstore.SwitchRecord{Preflight: l.o.opts.Now().Sub(begin)}
 			l.report(ctx, switchProgress{kind: progressPreflight, err: err, record: rec, phase: prevPhase})
 		})
@@ -568,11 +590,16 @@ func (l *leader) onProgress(ctx context.Context, p switchProgress) {
 		}
 		l.state.LastError = p.err.Error()
 		l.log.Error("switch failed", "to_model", rec.To, "phase", l.state.Phase, "error", p.err)
-		if errors.Is(p.err, ErrWedged) {
+		switch {
+		case rec.To == "":
+			// An unload that could not stop: nothing waits for it.
+		case errors.Is(p.err, ErrWedged):
 			// The slot, not the model, is at fault: no quarantine (each
 			// try is bounded by memory_timeout, so there is no storm).
 			l.failWaiters(ctx, rec.To, modelFailedError(rec.To, "slot_wedged", p.err))
-		} else {
+		case errors.Is(p.err, errStopFailed):
+			l.failWaiters(ctx, rec.To, modelFailedError(rec.To, "stop_failed", p.err))
+		default:
 			l.failModel(ctx, rec.To, p.err, "model_failed_to_start")
 		}
 	case rec.To == "":
@@ -652,6 +679,55 @@ func (l *leader) beat(ctx context.Context) {
 	if l.state.Phase == jobstore.PhaseReady {
 		l.describe(ctx)
 	}
+	l.settleStray(ctx)
+	l.publish(ctx)
+}
+
+// strayGrace is how long a job may be running under this term without an
+// executor before it is settled (a claim whose reply was lost, an outcome
+// that could not be recorded while Redis was away).
+const strayGrace = 30 * time.Second
+
+// settleStray requeues (or fails) jobs running under this term that no
+// executor serves: nothing stays running forever.
+func (l *leader) settleStray(ctx context.Context) {
+	store := l.o.opts.Store
+	running, err := store.Running(ctx)
+	if err != nil {
+		return
+	}
+	now := l.o.opts.Now()
+	for _, j := range running {
+		if j.Generation != l.gen || l.running[j.ID] != nil || now.Sub(j.Started) < strayGrace {
+			continue
+		}
+		r, err := store.RecoverOrphan(ctx, j.ID, l.gen, true)
+		if err != nil {
+			continue
+		}
+		if r == jobstore.Sent || r == jobstore.Exhausted {
+			_, _ = store.Finish(ctx, j.ID, jobstore.Outcome{Status: jobstore.StatusFailed, Generation: l.gen,
+				Error: openai.Errorf(http.StatusServiceUnavailable, openai.TypeServer, "executor_lost", "",
+					"the request lost its executor after part of the answer was sent; retry the request")})
+		}
+		l.log.Warn("settled a running job without executor", "job_id", j.ID, "outcome", r)
+	}
+}
+
+// backendLost handles an executor's report that the active backend
+// cannot be reached: it crashed or moved. The slot is marked failed and
+// the scheduler reloads the model for its waiting work.
+func (l *leader) backendLost(ctx context.Context, url string) {
+	if l.switching || l.backend.URL != url {
+		return // already handled, or a previous backend
+	}
+	model := l.state.Active
+	l.log.Error("active backend unreachable; reloading it for its waiting work", "model", model, "backend", url)
+	l.remember(fmt.Sprintf("%s backend of %s at %s unreachable", l.o.opts.Now().Format(time.RFC3339), model, url))
+	l.state.Active, l.backend, l.state.Backend = "", Backend{}, ""
+	l.state.Phase = jobstore.PhaseFailed
+	l.state.LastError = fmt.Sprintf("backend of %s at %s became unreachable", model, url)
+	l.lastGood = model
 	l.publish(ctx)
 }
 

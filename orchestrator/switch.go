@@ -20,6 +20,10 @@ import (
 // did not come back: the slot is wedged and nothing was started.
 var ErrWedged = errors.New("slot wedged")
 
+// errStopFailed marks a switch that could not stop what ran: the target
+// is not at fault (no quarantine) and nothing was started.
+var errStopFailed = errors.New("could not stop the running model")
+
 // switchModel runs one switch off the loop goroutine: stop everything that
 // runs (the drained active model and any stray one), wait until it is
 // gone, wait until its memory is back, start the target, wait until it is
@@ -48,7 +52,7 @@ func (l *leader) switchModel(ctx, sctx context.Context, from string, to *config.
 		// The stop runs under the term's context: an abandoned load
 		// still waits until the old model is gone.
 		if err := l.stopAll(ctx, from); err != nil {
-			finish(Backend{}, err)
+			finish(Backend{}, fmt.Errorf("%w: %w", errStopFailed, err))
 			return
 		}
 		rec.Stop = now().Sub(begin)
@@ -220,7 +224,7 @@ func (l *leader) recoverOrphans(ctx context.Context) error {
 		return err
 	}
 	for _, id := range ids {
-		r, err := store.RecoverOrphan(ctx, id)
+		r, err := store.RecoverOrphan(ctx, id, l.gen, false)
 		if err != nil {
 			return err
 		}

@@ -341,9 +341,12 @@ func (s *Store) Snapshot(ctx context.Context, models []string) (map[string]Queue
 }
 
 // claimScript pops up to n queued jobs of a model and marks them running
-// under generation gen. Canceled jobs left in the queue are skipped.
+// under generation gen. Canceled jobs left in the queue are skipped. A
+// term that a newer one replaced claims nothing (fencing: KEYS[3] holds
+// the slot's current generation).
 var claimScript = redis.NewScript(`
 local out = {}
+if tonumber(redis.call('GET', KEYS[3]) or '0') > tonumber(ARGV[2]) then return out end
 local n = tonumber(ARGV[1])
 while #out < n * 4 do
   local popped = redis.call('ZPOPMIN', KEYS[1])
@@ -364,14 +367,15 @@ return out
 `)
 
 // Claim moves up to n jobs from the head of model's queue to running,
-// under generation gen, and returns them.
-func (s *Store) Claim(ctx context.Context, model string, n int, gen int64) ([]*Job, error) {
+// under generation gen of slot, and returns them. A stale generation
+// claims nothing.
+func (s *Store) Claim(ctx context.Context, slot, model string, n int, gen int64) ([]*Job, error) {
 	if n <= 0 {
 		return nil, nil
 	}
 	now := time.Now()
 	res, err := claimScript.Run(ctx, s.rdb,
-		[]string{s.queueKey(model), s.runningKey()},
+		[]string{s.queueKey(model), s.runningKey(), s.genKey(slot)},
 		n, gen, micros(now), s.opts.Prefix+"job:").StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("claim jobs of %s: %w", model, err)
@@ -392,6 +396,8 @@ func (s *Store) Claim(ctx context.Context, model string, n int, gen int64) ([]*J
 // publishes it there with the chunk's id so the gateway can deduplicate
 // against a resync from the log.
 var appendScript = redis.NewScript(`
+local f = redis.call('HMGET', KEYS[2], 'status', 'generation')
+if f[1] ~= 'running' or f[2] ~= ARGV[6] then return false end
 local eid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'd', ARGV[5])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 if ARGV[3] ~= '' then
@@ -400,11 +406,19 @@ end
 return eid
 `)
 
-// AppendChunk appends one SSE payload to the job's chunk log.
+// ErrFenced means the job is no longer this executor's: it finished, was
+// canceled, or a newer leader term owns it now.
+var ErrFenced = errors.New("job no longer owned by this executor")
+
+// AppendChunk appends one SSE payload to the job's chunk log, if the job
+// still runs under j's generation.
 func (s *Store) AppendChunk(ctx context.Context, j *Job, data []byte) error {
 	ttl := int64(s.opts.ResultTTL / time.Second)
-	err := appendScript.Run(ctx, s.rdb, []string{s.streamKey(j.ID)},
-		s.opts.StreamMaxLen, ttl, j.Notify, j.ID, data).Err()
+	err := appendScript.Run(ctx, s.rdb, []string{s.streamKey(j.ID), s.jobKey(j.ID)},
+		s.opts.StreamMaxLen, ttl, j.Notify, j.ID, data, j.Generation).Err()
+	if errors.Is(err, redis.Nil) {
+		return ErrFenced
+	}
 	if err != nil {
 		return fmt.Errorf("append chunk to job %s: %w", j.ID, err)
 	}
@@ -418,6 +432,11 @@ type Outcome struct {
 	ResultType   string
 	Result       []byte
 	Error        *openai.Error
+	// Generation, when set, applies the outcome only to a job running
+	// under that leader term (an executor's fencing token). OnlyQueued
+	// applies it only to a job still queued.
+	Generation int64
+	OnlyQueued bool
 }
 
 // finishScript moves a queued or running job to a terminal status, sets
@@ -426,6 +445,8 @@ type Outcome struct {
 var finishScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'status')
 if st ~= 'running' and st ~= 'queued' then return 0 end
+if ARGV[14] == '1' and st ~= 'queued' then return 0 end
+if ARGV[13] ~= '0' and (st ~= 'running' or redis.call('HGET', KEYS[1], 'generation') ~= ARGV[13]) then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_us', ARGV[3],
   'result_status', ARGV[5], 'result_type', ARGV[6], 'result', ARGV[7],
   'error', ARGV[8], 'error_status', ARGV[9], 'error_retry_after', ARGV[12])
@@ -459,11 +480,15 @@ func (s *Store) Finish(ctx context.Context, id string, o Outcome) (bool, error) 
 		errStatus, retryAfter = o.Error.Status, o.Error.RetryAfter
 	}
 	ttl := int64(s.opts.ResultTTL / time.Second)
+	onlyQueued := "0"
+	if o.OnlyQueued {
+		onlyQueued = "1"
+	}
 	n, err := finishScript.Run(ctx, s.rdb,
 		[]string{s.jobKey(id), s.runningKey(), s.streamKey(id)},
 		id, string(o.Status), micros(time.Now()), ttl,
 		o.ResultStatus, o.ResultType, o.Result, errJSON, errStatus,
-		s.opts.Prefix+"queue:", s.failuresKey(), retryAfter).Int()
+		s.opts.Prefix+"queue:", s.failuresKey(), retryAfter, o.Generation, onlyQueued).Int()
 	if err != nil {
 		return false, fmt.Errorf("finish job %s: %w", id, err)
 	}
@@ -483,7 +508,7 @@ func (s *Store) FailQueued(ctx context.Context, model string, e *openai.Error) (
 			return failed, nil
 		}
 		for _, id := range ids {
-			ok, err := s.Finish(ctx, id, Outcome{Status: StatusFailed, Error: e})
+			ok, err := s.Finish(ctx, id, Outcome{Status: StatusFailed, Error: e, OnlyQueued: true})
 			if err != nil {
 				return failed, err
 			}
@@ -535,10 +560,14 @@ func (s *Store) cancel(ctx context.Context, id, reason string, hard bool) (Statu
 		return "", fmt.Errorf("cancel job %s: %w", id, err)
 	}
 	if Status(st) == StatusQueued {
-		_, err := s.Finish(ctx, id, Outcome{Status: StatusCanceled,
+		ok, err := s.Finish(ctx, id, Outcome{Status: StatusCanceled, OnlyQueued: true,
 			Error: openai.Errorf(499, "canceled", "canceled", "", "%s", reason)})
 		if err != nil {
 			return StatusQueued, err
+		}
+		if !ok {
+			// Claimed in between: it runs now, so abort it like one.
+			return s.cancel(ctx, id, reason, hard)
 		}
 	}
 	return Status(st), nil
@@ -611,6 +640,10 @@ if st ~= 'running' then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return 'gone'
 end
+local gen = tonumber(redis.call('HGET', KEYS[1], 'generation') or '0')
+if (ARGV[6] == 'exact' and gen ~= tonumber(ARGV[5])) or (ARGV[6] == 'below' and gen >= tonumber(ARGV[5])) then
+  return 'gone'
+end
 if redis.call('EXISTS', KEYS[3]) == 1 then return 'sent' end
 if redis.call('HINCRBY', KEYS[1], 'requeues', 1) > tonumber(ARGV[4]) then return 'exhausted' end
 local f = redis.call('HMGET', KEYS[1], 'model', 'created_us')
@@ -633,11 +666,18 @@ const (
 	Gone      Recovery = "gone"      // no longer running
 )
 
-// RecoverOrphan re-queues a job whose leader died if nothing of it reached
-// the client yet; otherwise it reports that the job must be failed.
-func (s *Store) RecoverOrphan(ctx context.Context, id string) (Recovery, error) {
+// RecoverOrphan re-queues a job whose executor is gone if nothing of it
+// reached the client yet; otherwise it reports that the job must be
+// failed. Only a job running under a generation older than below is
+// touched (a new term settling its predecessors' jobs); with exact, only
+// one running under exactly that generation (a term handing over its own).
+func (s *Store) RecoverOrphan(ctx context.Context, id string, gen int64, exact bool) (Recovery, error) {
+	mode := "below"
+	if exact {
+		mode = "exact"
+	}
 	r, err := recoverScript.Run(ctx, s.rdb, []string{s.jobKey(id), s.runningKey(), s.streamKey(id)},
-		id, s.opts.Prefix+"queue:", s.wakeChannel(), maxRequeues).Text()
+		id, s.opts.Prefix+"queue:", s.wakeChannel(), maxRequeues, gen, mode).Text()
 	if err != nil {
 		return "", fmt.Errorf("recover job %s: %w", id, err)
 	}
@@ -655,7 +695,7 @@ func (s *Store) ExpireQueued(ctx context.Context, model string, cutoff time.Time
 	}
 	n := 0
 	for _, id := range ids {
-		ok, err := s.Finish(ctx, id, Outcome{Status: StatusFailed, Error: e})
+		ok, err := s.Finish(ctx, id, Outcome{Status: StatusFailed, Error: e, OnlyQueued: true})
 		if err != nil {
 			return n, err
 		}
@@ -721,4 +761,17 @@ func (s *Store) RecentFailures(ctx context.Context, n int) ([]*Job, error) {
 		out = append(out, j)
 	}
 	return out, nil
+}
+
+// CancelRequested reports whether a cancel was asked for a running job
+// (for a leader that may have missed the notification).
+func (s *Store) CancelRequested(ctx context.Context, id string) (bool, error) {
+	v, err := s.rdb.HGet(ctx, s.jobKey(id), "cancel_requested").Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read cancel flag of %s: %w", id, err)
+	}
+	return v == "1", nil
 }

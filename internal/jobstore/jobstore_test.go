@@ -54,7 +54,7 @@ func TestStore_EnqueueClaimFinish(t *testing.T) {
 		t.Fatalf("head since = %d, want %d", got, base.UnixMicro())
 	}
 
-	claimed, err := s.Claim(ctx, "a", 3, 7)
+	claimed, err := s.Claim(ctx, "slot", "a", 3, 7)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestStore_CancelQueuedAndRunning(t *testing.T) {
 	if got.Status != jobstore.StatusCanceled || got.Error == nil {
 		t.Fatalf("canceled job = %+v", got)
 	}
-	claimed, err := s.Claim(ctx, "a", 10, 1)
+	claimed, err := s.Claim(ctx, "slot", "a", 10, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestStore_ChunksAndNotifications(t *testing.T) {
 	if err := s.Enqueue(ctx, j); err != nil {
 		t.Fatal(err)
 	}
-	claimed, err := s.Claim(ctx, "a", 1, 1)
+	claimed, err := s.Claim(ctx, "slot", "a", 1, 1)
 	if err != nil || len(claimed) != 1 {
 		t.Fatalf("claim = %v, %v", claimed, err)
 	}
@@ -393,17 +393,20 @@ func TestStore_RecoverOrphan(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	claimed, err := s.Claim(ctx, "a", 2, 1)
+	claimed, err := s.Claim(ctx, "slot", "a", 2, 1)
 	if err != nil || len(claimed) != 2 {
 		t.Fatalf("claim = %v, %v", claimed, err)
 	}
 	if err := s.AppendChunk(ctx, claimed[1], []byte(`{"x":1}`)); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := s.RecoverOrphan(ctx, quiet.ID); err != nil || r != jobstore.Requeued {
+	if r, err := s.RecoverOrphan(ctx, quiet.ID, 1, false); err != nil || r != jobstore.Gone {
+		t.Fatalf("'below 1' must not touch a job of generation 1: %s, %v", r, err)
+	}
+	if r, err := s.RecoverOrphan(ctx, quiet.ID, 2, false); err != nil || r != jobstore.Requeued {
 		t.Fatalf("quiet job: %s, %v", r, err)
 	}
-	if r, err := s.RecoverOrphan(ctx, talked.ID); err != nil || r != jobstore.Sent {
+	if r, err := s.RecoverOrphan(ctx, talked.ID, 2, false); err != nil || r != jobstore.Sent {
 		t.Fatalf("job that sent a chunk: %s, %v", r, err)
 	}
 	got, _ := s.Get(ctx, quiet.ID)
@@ -415,18 +418,18 @@ func TestStore_RecoverOrphan(t *testing.T) {
 	}
 	// A job that keeps orphaning is not requeued forever.
 	for i := range 3 {
-		if _, err := s.Claim(ctx, "a", 1, int64(2+i)); err != nil {
+		if _, err := s.Claim(ctx, "slot", "a", 1, int64(2+i)); err != nil {
 			t.Fatal(err)
 		}
 		want := jobstore.Requeued
 		if i == 2 {
 			want = jobstore.Exhausted
 		}
-		if r, _ := s.RecoverOrphan(ctx, quiet.ID); r != want {
+		if r, _ := s.RecoverOrphan(ctx, quiet.ID, int64(2+i), true); r != want {
 			t.Fatalf("recovery %d = %s, want %s", i+2, r, want)
 		}
 	}
-	if r, _ := s.RecoverOrphan(ctx, "job_gone"); r != jobstore.Gone {
+	if r, _ := s.RecoverOrphan(ctx, "job_gone", 9, false); r != jobstore.Gone {
 		t.Fatalf("missing job: %s", r)
 	}
 }
@@ -452,11 +455,59 @@ func TestStore_ExpireQueuedAndFailures(t *testing.T) {
 	if err != nil || len(fails) != 1 || fails[0].ID != old.ID || fails[0].Error.Code == nil || *fails[0].Error.Code != "queue_timeout" {
 		t.Fatalf("recent failures = %+v, %v", fails, err)
 	}
-	if _, err := s.Claim(ctx, "a", 1, 9); err != nil {
+	if _, err := s.Claim(ctx, "slot", "a", 1, 9); err != nil {
 		t.Fatal(err)
 	}
 	running, err := s.Running(ctx)
 	if err != nil || len(running) != 1 || running[0].ID != fresh.ID || running[0].Generation != 9 || running[0].Model != "a" {
 		t.Fatalf("running = %+v, %v", running, err)
+	}
+}
+
+// A leader term that a newer one replaced is fenced off: it claims
+// nothing, and its executors can neither finish nor stream into a job the
+// new term runs.
+func TestStore_GenerationFencing(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	old, err := s.NextGeneration(ctx, "slot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := newJob("a", time.Now())
+	j.Mode = jobstore.ModeStream
+	if err := s.Enqueue(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := s.Claim(ctx, "slot", "a", 1, old)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim = %v, %v", claimed, err)
+	}
+	cur, _ := s.NextGeneration(ctx, "slot") // a new leader
+	if r, _ := s.RecoverOrphan(ctx, j.ID, cur, false); r != jobstore.Requeued {
+		t.Fatalf("recovery by the new term = %s", r)
+	}
+	if got, _ := s.Claim(ctx, "slot", "a", 1, old); len(got) != 0 {
+		t.Fatalf("the old term claimed %v", got)
+	}
+	mine, err := s.Claim(ctx, "slot", "a", 1, cur)
+	if err != nil || len(mine) != 1 {
+		t.Fatalf("new term claim = %v, %v", mine, err)
+	}
+	// The old executor wakes up: everything it tries is refused.
+	if err := s.AppendChunk(ctx, claimed[0], []byte("stale")); !errors.Is(err, jobstore.ErrFenced) {
+		t.Fatalf("stale append = %v, want ErrFenced", err)
+	}
+	if ok, err := s.Finish(ctx, j.ID, jobstore.Outcome{Status: jobstore.StatusFailed, Generation: old}); err != nil || ok {
+		t.Fatalf("stale finish = %v, %v; want refused", ok, err)
+	}
+	if r, _ := s.RecoverOrphan(ctx, j.ID, old, true); r != jobstore.Gone {
+		t.Fatalf("stale handover = %s, want gone", r)
+	}
+	if err := s.AppendChunk(ctx, mine[0], []byte("fresh")); err != nil {
+		t.Fatalf("the owner's append: %v", err)
+	}
+	if ok, err := s.Finish(ctx, j.ID, jobstore.Outcome{Status: jobstore.StatusSucceeded, Generation: cur}); err != nil || !ok {
+		t.Fatalf("the owner's finish = %v, %v", ok, err)
 	}
 }

@@ -520,23 +520,42 @@ func (r *Runtime) WaitHealthy(ctx context.Context, m *config.Model) (orchestrato
 		}
 		return orchestrator.Backend{}, err
 	}
+	// The evaluation is followed: a later adoption must not follow it
+	// again (Nomad garbage-collects evaluations).
+	r.mu.Lock()
+	st.evalID = ""
+	r.mu.Unlock()
 	return orchestrator.Backend{Model: m.Name, URL: url}, nil
 }
 
 // followEval waits for the registration's evaluation; a job Nomad cannot
-// place comes back as an error in Nomad's words.
+// place comes back as an error in Nomad's words. An evaluation Nomad
+// already garbage-collected has nothing left to tell.
 func (r *Runtime) followEval(ctx context.Context, evalID string) error {
 	var index uint64
+	backoff := time.Duration(0)
 	for {
 		q := r.query(ctx)
 		q.WaitIndex, q.WaitTime = index, r.opts.BlockingWait
 		ev, meta, err := r.opts.Client.Evaluations().Info(evalID, q)
-		if err != nil {
-			if ctx.Err() != nil {
+		switch {
+		case err != nil && isNotFound(err):
+			return nil
+		case err != nil && ctx.Err() != nil:
+			return fmt.Errorf("follow evaluation %s: %w", evalID, context.Cause(ctx))
+		case err != nil:
+			// Transient (a leader election, a restart): retry.
+			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+			r.log.Warn("evaluation query failed; retrying", "eval_id", evalID, "error", nomadMessage(err), "backoff", backoff)
+			index = 0
+			select {
+			case <-ctx.Done():
 				return fmt.Errorf("follow evaluation %s: %w", evalID, context.Cause(ctx))
+			case <-time.After(backoff):
 			}
-			return fmt.Errorf("follow evaluation %s: %s", evalID, nomadMessage(err))
+			continue
 		}
+		backoff = 0
 		if len(ev.FailedTGAllocs) > 0 {
 			return &PlacementError{JobID: ev.JobID, Failures: ev.FailedTGAllocs}
 		}
@@ -551,10 +570,14 @@ func (r *Runtime) followEval(ctx context.Context, evalID string) error {
 }
 
 // nextIndex applies the blocking-query rules: keep a higher index; reset
-// to 0 when the index went backwards (a restore or leader change).
+// to 0 when the index went backwards (a restore or leader change); never
+// 0 after an answer, or the next query would not block.
 func nextIndex(prev, got uint64) uint64 {
-	if got < prev {
+	switch {
+	case got < prev:
 		return 0
+	case got == 0:
+		return 1
 	}
 	return got
 }
