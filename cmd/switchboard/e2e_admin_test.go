@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -161,5 +163,71 @@ func TestE2E_HardCancel(t *testing.T) {
 	}
 	if n := e.stack.Runtime.MaxAlive(); n != 1 {
 		t.Fatalf("max alive = %d", n)
+	}
+}
+
+// killBackend kills the fake backend listening on port, as a crash would
+// (found by its command line in /proc).
+func killBackend(t *testing.T, port int) {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skipf("no /proc to find the backend process: %v", err)
+	}
+	needle := "--port\x00" + strconv.Itoa(port) + "\x00"
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && strings.Contains(string(cmdline), needle) && strings.Contains(string(cmdline), "mockllm") {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatalf("no backend process with --port %d", port)
+}
+
+// The active backend crashes: the next request is not failed against a
+// dead address; the model is reloaded and the request served.
+func TestE2E_BackendCrashReloads(t *testing.T) {
+	e := startE2E(t, e2eOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := e.chat(ctx, "qwen3-30b", "Qwen/Qwen3-30B-A3B", "before the crash", false); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := e.stack.Store.State(ctx, "e2e")
+	port, _ := strconv.Atoi(st.Backend[strings.LastIndex(st.Backend, ":")+1:])
+	killBackend(t, port)
+	if err := e.chat(ctx, "qwen3-30b", "Qwen/Qwen3-30B-A3B", "after the crash", false); err != nil {
+		t.Fatalf("request after the backend crashed: %v", err)
+	}
+	if n := e.stack.Runtime.MaxAlive(); n != 1 {
+		t.Fatalf("max alive = %d", n)
+	}
+}
+
+// Every waiter of a slow load went away and another model has work: the
+// load is abandoned instead of finishing for nobody.
+func TestE2E_AbandonedLoad(t *testing.T) {
+	e := startE2E(t, e2eOptions{flags: map[string][]string{"qwen3-235b-4bit": {"--load-delay", "20s"}}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	reqCtx, leave := context.WithCancel(ctx)
+	go func() { _ = e.chat(reqCtx, "qwen3-235b-4bit", "Qwen/Qwen3-235B-A22B-GPTQ-Int4", "never mind", false) }()
+	e.waitState(t, "loading the big model", func(s *jobstore.SlotState) bool {
+		return s.Target == "qwen3-235b-4bit" && s.Phase == jobstore.PhaseStarting
+	})
+	leave()
+	began := time.Now()
+	if err := e.chat(ctx, "qwen3-30b", "Qwen/Qwen3-30B-A3B", "me instead", false); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(began); took > 15*time.Second {
+		t.Fatalf("the other model waited %s: the abandoned 20s load was not abandoned", took)
 	}
 }
