@@ -12,7 +12,7 @@ HCLFMT        := github.com/hashicorp/hcl/v2/cmd/hclfmt@v2.25.0
 HCL_FILES      = $(shell find configs jobs.nomad.d terraform -type f \( -name '*.hcl' -o -name '*.tf' \) 2>/dev/null)
 SHELL_FILES    = $(shell find scripts .ci -type f \( -name '*.sh' -o -name run \) 2>/dev/null)
 
-.PHONY: test-real build build-arm64 run test fmt-check vet lint tidy-check check-deps hcl-check shellcheck go-test clean
+.PHONY: fuzz-short test-real build build-arm64 run test fmt-check vet lint tidy-check check-deps hcl-check shellcheck go-test clean
 
 build: ## build bin/switchboard for this machine
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/switchboard
@@ -23,7 +23,7 @@ build-arm64: ## cross-compile for linux/arm64 (DGX Spark)
 run: build ## start the embedded all-in-one mode on 127.0.0.1:8000
 	./$(BIN) dev
 
-test: fmt-check vet lint tidy-check check-deps hcl-check shellcheck go-test ## everything CI checks
+test: fmt-check vet lint tidy-check check-deps hcl-check shellcheck go-test fuzz-short ## everything CI checks
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -61,6 +61,12 @@ shellcheck:
 
 go-test:
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# Request parsing fuzzed briefly on every run (longer: FUZZTIME=5m).
+FUZZTIME ?= 10s
+fuzz-short:
+	$(GO) test -run '^$$' -fuzz '^FuzzInspectRequest$$' -fuzztime $(FUZZTIME) ./internal/openai/
+	$(GO) test -run '^$$' -fuzz '^FuzzRewriteRequest$$' -fuzztime $(FUZZTIME) ./internal/openai/
 
 # Contract tests against real Nomad and Consul dev agents (raw_exec enabled);
 # see the README. They run the same suites the fakes pass.

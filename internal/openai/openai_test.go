@@ -32,6 +32,7 @@ func TestInspectRequest(t *testing.T) {
 		{"numeric model", `{"model":1}`, openai.Request{}, "non-empty string"},
 		{"string stream", `{"model":"m","stream":"true"}`, openai.Request{}, "stream must be a boolean"},
 		{"stream and async", `{"model":"m","stream":true,"async":true}`, openai.Request{}, "cannot both"},
+		{"duplicate model", `{"model":"a","messages":[],"model":"b"}`, openai.Request{}, "appears 2 times"},
 		{"too deep", `{"model":"m","x":` + strings.Repeat(`{"a":`, 70) + `1` + strings.Repeat(`}`, 70) + `}`, openai.Request{}, "nested deeper"},
 		{"brackets inside strings do not count", `{"model":"m","x":"` + strings.Repeat("[", 200) + `"}`, openai.Request{Model: "m"}, ""},
 	}

@@ -37,6 +37,13 @@ func InspectRequest(body []byte) (Request, error) {
 	if fields == nil {
 		return req, BadRequest("", "request body must be a JSON object")
 	}
+	// A repeated key would let the backend read another value than the
+	// switchboard did (JSON parsers keep the first or the last one).
+	for _, k := range []string{"model", "stream", "async"} {
+		if n := countTopLevel(body, k); n > 1 {
+			return req, BadRequest(k, "the key %q appears %d times", k, n)
+		}
+	}
 	raw, ok := fields["model"]
 	if !ok {
 		return req, BadRequest("model", "you must provide a model parameter")
@@ -184,6 +191,43 @@ func findTopLevel(doc []byte, key string) (valStart, valEnd, memberStart, member
 }
 
 var errNotObject = BadRequest("", "request body must be a JSON object")
+
+// countTopLevel counts the top-level members named key of a JSON object.
+func countTopLevel(doc []byte, key string) int {
+	s := scanner{b: doc}
+	s.ws()
+	if !s.eat('{') {
+		return 0
+	}
+	n := 0
+	for first := true; ; first = false {
+		s.ws()
+		if s.eat('}') {
+			return n
+		}
+		if !first {
+			if !s.eat(',') {
+				return n
+			}
+			s.ws()
+		}
+		k, ok := s.str()
+		if !ok {
+			return n
+		}
+		s.ws()
+		if !s.eat(':') {
+			return n
+		}
+		s.ws()
+		if !s.value() {
+			return n
+		}
+		if k == key {
+			n++
+		}
+	}
+}
 
 type scanner struct {
 	b []byte
