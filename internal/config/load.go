@@ -162,6 +162,9 @@ func (l *loader) load(path string) {
 		l.loadModels(modelsPath, body)
 		l.checkDefaultModel()
 	}
+	if gf.Gateway != nil && gf.Gateway.KeysFile != nil && *gf.Gateway.KeysFile != "" {
+		l.loadKeys(resolvePath(filepath.Dir(path), *gf.Gateway.KeysFile))
+	}
 }
 
 // parse reads and parses one HCL file. It reports false when the file is
@@ -208,6 +211,8 @@ type gatewayFile struct {
 }
 
 type gatewayBlock struct {
+	KeysFile             *string   `hcl:"keys_file,optional"`
+	KeysFileRange        hcl.Range `hcl:"keys_file,attr_value_range"`
 	Listen               *string   `hcl:"listen,optional"`
 	ListenRange          hcl.Range `hcl:"listen,attr_value_range"`
 	MaxRequestBytes      *int64    `hcl:"max_request_bytes,optional"`

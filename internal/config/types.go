@@ -50,6 +50,9 @@ type Gateway struct {
 	// user keys may.
 	UserKeys  []Secret
 	AdminKeys []Secret
+	// Keys are the keys of the keys file (keys_file): hashes with names
+	// and rights. AllKeys joins them with the environment's.
+	Keys []APIKey
 	// MaxRequestBytes bounds a request body.
 	MaxRequestBytes int64
 }
