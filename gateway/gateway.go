@@ -19,6 +19,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/julienschmidt/httprouter"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/llm-switchboard/llm-switchboard/internal/config"
 	"github.com/llm-switchboard/llm-switchboard/internal/jobstore"
@@ -39,6 +40,12 @@ type Options struct {
 	// KeepAlive is the interval of SSE comments sent to a waiting stream;
 	// default 5s.
 	KeepAlive time.Duration
+	// Registerer receives the gateway's metrics; default a private
+	// registry, so tests and embedders never share the global one.
+	Registerer prometheus.Registerer
+	// Gatherer is what GET /metrics serves; default Registerer when it
+	// is also a Gatherer (a *prometheus.Registry).
+	Gatherer prometheus.Gatherer
 }
 
 // Server is one gateway replica.
@@ -50,6 +57,9 @@ type Server struct {
 	keys    *keyring
 	waiters *waiters
 	router  *httprouter.Router
+
+	metrics  *metrics
+	gatherer prometheus.Gatherer
 
 	subscribed chan struct{} // closed once notifications flow
 	subOnce    sync.Once
@@ -77,6 +87,19 @@ func New(opts Options) (*Server, error) {
 	if opts.KeepAlive <= 0 {
 		opts.KeepAlive = 5 * time.Second
 	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	if opts.Gatherer == nil {
+		opts.Gatherer, _ = opts.Registerer.(prometheus.Gatherer)
+		if opts.Gatherer == nil {
+			opts.Gatherer = prometheus.Gatherers{}
+		}
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		opts:       opts,
 		cfg:        opts.Config,
@@ -85,6 +108,8 @@ func New(opts Options) (*Server, error) {
 		keys:       newKeyring(opts.Config.Gateway.UserKeys, opts.Config.Gateway.AdminKeys),
 		waiters:    newWaiters(),
 		subscribed: make(chan struct{}),
+		metrics:    m,
+		gatherer:   opts.Gatherer,
 	}
 	if err := CheckExposure(opts.Config); err != nil {
 		return nil, err
@@ -124,35 +149,41 @@ func isLoopback(listen string) bool {
 func (s *Server) routes() *httprouter.Router {
 	r := httprouter.New()
 	r.HandleMethodNotAllowed = true
-	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	// Unmatched requests share one route label: raw paths would let any
+	// client grow the metrics without bound.
+	r.NotFound = s.instrument("unmatched", false, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		openai.WriteError(w, openai.Errorf(http.StatusNotFound, openai.TypeNotFound, "unknown_url", "",
 			"unknown route %s %s", req.Method, req.URL.Path))
-	})
-	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	}))
+	r.MethodNotAllowed = s.instrument("unmatched", false, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		openai.WriteError(w, openai.Errorf(http.StatusMethodNotAllowed, openai.TypeInvalidRequest, "method_not_allowed", "",
 			"method %s is not allowed on %s", req.Method, req.URL.Path))
-	})
+	}))
 	r.PanicHandler = func(w http.ResponseWriter, req *http.Request, v any) {
 		s.log.Error("handler panicked", "path", req.URL.Path, "panic", v)
 		openai.WriteError(w, openai.Errorf(http.StatusInternalServerError, openai.TypeServer, "", "", "internal error"))
 	}
 
-	r.Handler(http.MethodGet, "/health", s.jsonHandler(s.health))
-	r.Handler(http.MethodGet, "/status", s.auth(scopeAdmin, s.jsonHandler(s.status)))
-	r.Handler(http.MethodGet, "/queue", s.auth(scopeAdmin, s.jsonHandler(s.queue)))
-	r.Handler(http.MethodPost, "/admin/models/:model/load", s.auth(scopeAdmin, s.jsonHandler(s.adminLoad)))
-	r.Handler(http.MethodPost, "/admin/models/:model/pin", s.auth(scopeAdmin, s.jsonHandler(s.adminPin)))
-	r.Handler(http.MethodPost, "/admin/unpin", s.auth(scopeAdmin, s.jsonHandler(s.adminUnpin)))
-	r.Handler(http.MethodPost, "/admin/unload", s.auth(scopeAdmin, s.jsonHandler(s.adminUnload)))
-	r.Handler(http.MethodPost, "/admin/maintenance", s.auth(scopeAdmin, s.jsonHandler(s.adminMaintenance)))
-	r.Handler(http.MethodGet, "/v1/models", s.auth(scopeUser, s.jsonHandler(s.listModels)))
-	r.Handler(http.MethodGet, "/v1/models/*model", s.auth(scopeUser, s.jsonHandler(s.getModel)))
-	for _, path := range []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings"} {
-		r.Handler(http.MethodPost, path, s.auth(scopeUser, http.HandlerFunc(s.inference)))
+	handle := func(method, path string, h http.Handler) {
+		r.Handler(method, path, s.instrument(path, false, h))
 	}
-	r.Handler(http.MethodGet, "/jobs/:id", s.auth(scopeUser, s.jsonHandler(s.getJob)))
-	r.Handler(http.MethodGet, "/jobs/:id/result", s.auth(scopeUser, http.HandlerFunc(s.jobResult)))
-	r.Handler(http.MethodPost, "/jobs/:id/cancel", s.auth(scopeUser, s.jsonHandler(s.cancelJob)))
+	handle(http.MethodGet, "/health", s.jsonHandler(s.health))
+	handle(http.MethodGet, "/metrics", s.auth(scopeAdmin, s.metricsHandler()))
+	handle(http.MethodGet, "/status", s.auth(scopeAdmin, s.jsonHandler(s.status)))
+	handle(http.MethodGet, "/queue", s.auth(scopeAdmin, s.jsonHandler(s.queue)))
+	handle(http.MethodPost, "/admin/models/:model/load", s.auth(scopeAdmin, s.jsonHandler(s.adminLoad)))
+	handle(http.MethodPost, "/admin/models/:model/pin", s.auth(scopeAdmin, s.jsonHandler(s.adminPin)))
+	handle(http.MethodPost, "/admin/unpin", s.auth(scopeAdmin, s.jsonHandler(s.adminUnpin)))
+	handle(http.MethodPost, "/admin/unload", s.auth(scopeAdmin, s.jsonHandler(s.adminUnload)))
+	handle(http.MethodPost, "/admin/maintenance", s.auth(scopeAdmin, s.jsonHandler(s.adminMaintenance)))
+	handle(http.MethodGet, "/v1/models", s.auth(scopeUser, s.jsonHandler(s.listModels)))
+	handle(http.MethodGet, "/v1/models/*model", s.auth(scopeUser, s.jsonHandler(s.getModel)))
+	for _, path := range []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings"} {
+		r.Handler(http.MethodPost, path, s.instrument(path, true, s.auth(scopeUser, http.HandlerFunc(s.inference))))
+	}
+	handle(http.MethodGet, "/jobs/:id", s.auth(scopeUser, s.jsonHandler(s.getJob)))
+	handle(http.MethodGet, "/jobs/:id/result", s.auth(scopeUser, http.HandlerFunc(s.jobResult)))
+	handle(http.MethodPost, "/jobs/:id/cancel", s.auth(scopeUser, s.jsonHandler(s.cancelJob)))
 	return r
 }
 

@@ -19,17 +19,20 @@ import (
 // inference serves /v1/chat/completions, /v1/completions and
 // /v1/embeddings: every request becomes a job the orchestrator executes.
 func (s *Server) inference(w http.ResponseWriter, r *http.Request) {
+	ri := infoFrom(r.Context())
+	ri.keyID = principalFrom(r.Context()).id
 	job, err := s.admit(w, r)
 	if err != nil {
 		s.writeErr(w, r, err)
 		return
 	}
+	ri.model, ri.mode, ri.jobID = job.Model, string(job.Mode), job.ID
 	w.Header().Set("X-Request-Id", job.ID)
 
 	if job.Mode == jobstore.ModeAsync {
 		id, err := s.store.EnqueueWith(r.Context(), job, s.limits(), r.Header.Get("Idempotency-Key"))
 		if err != nil {
-			s.writeErr(w, r, s.queueError(w, err))
+			s.writeErr(w, r, s.queueError(w, job.Model, err))
 			return
 		}
 		if id != job.ID { // the same Idempotency-Key again: the earlier job
@@ -38,6 +41,7 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			w.Header().Set("X-Request-Id", job.ID)
+			ri.jobID = job.ID
 		}
 		w.Header().Set("Location", "/jobs/"+job.ID)
 		writeJSON(w, http.StatusAccepted, s.jobView(r.Context(), job))
@@ -54,9 +58,12 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request) {
 	wt := s.waiters.register(job.ID)
 	defer s.waiters.unregister(job.ID)
 	if _, err := s.store.EnqueueWith(r.Context(), job, s.limits(), ""); err != nil {
-		s.writeErr(w, r, s.queueError(w, err))
+		s.writeErr(w, r, s.queueError(w, job.Model, err))
 		return
 	}
+	waiting := s.metrics.waiting.WithLabelValues(job.Model)
+	waiting.Inc()
+	defer waiting.Dec()
 	if job.Mode == jobstore.ModeStream {
 		s.relayStream(w, r, job, wt)
 		return
@@ -122,11 +129,12 @@ func (s *Server) limits() jobstore.Limits {
 
 // queueError turns a full queue into a 429 with Retry-After, as OpenAI
 // SDKs expect; other errors pass through.
-func (s *Server) queueError(w http.ResponseWriter, err error) error {
+func (s *Server) queueError(w http.ResponseWriter, model string, err error) error {
 	var full *jobstore.ErrQueueFull
 	if !errors.As(err, &full) {
 		return err
 	}
+	s.metrics.queueFull.WithLabelValues(model).Inc()
 	w.Header().Set("Retry-After", "30")
 	return openai.Errorf(http.StatusTooManyRequests, openai.TypeRateLimit, "queue_full", "",
 		"%v; retry later", full)
@@ -247,7 +255,11 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, job *jobsto
 		if _, err := w.Write(buf.Bytes()); err != nil {
 			return err
 		}
-		return rc.Flush()
+		err := rc.Flush()
+		if err == nil {
+			s.firstData(r, job.Model)
+		}
+		return err
 	}
 
 	for {

@@ -57,7 +57,10 @@ func (l *leader) dispatch(ctx context.Context, model string, n int) error {
 // records one: a job never stays running because its executor returned.
 func (l *leader) execute(ctx context.Context, j *jobstore.Job, b Backend) {
 	log := l.log.With("job_id", j.ID, "model", j.Model)
+	begin := time.Now()
 	outcome, down := l.call(ctx, j, b)
+	took := time.Since(begin)
+	backendError := down || outcome.ResultStatus >= 500
 	outcome.Generation = j.Generation // fencing: a newer term's job is not ours to settle
 	// Record the outcome even if ctx was canceled: that is exactly when
 	// it matters most. Redis may be restarting: retry for a while (a
@@ -69,9 +72,11 @@ func (l *leader) execute(ctx context.Context, j *jobstore.Job, b Backend) {
 		// reloaded backend, serves it; put it back instead of failing it.
 		if r, err := l.o.opts.Store.RecoverOrphan(rctx, j.ID, j.Generation, true); err == nil && r == jobstore.Requeued {
 			log.Info("requeued a running job", "reason", map[bool]string{true: "backend unreachable", false: "leadership ends"}[down])
+			l.o.metrics.jobEnded(j.Model, string(jobstore.Requeued), took, backendError)
 			return
 		}
 	}
+	l.o.metrics.jobEnded(j.Model, string(outcome.Status), took, backendError)
 	for delay := 50 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
 		_, err := l.o.opts.Store.Finish(rctx, j.ID, outcome)
 		if err == nil {

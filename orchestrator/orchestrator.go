@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/llm-switchboard/llm-switchboard/internal/config"
 	"github.com/llm-switchboard/llm-switchboard/internal/jobstore"
@@ -39,6 +40,9 @@ type Options struct {
 	// StateSink, when set, also receives every published slot state
 	// (Consul KV, so the Consul UI shows it).
 	StateSink StateSink
+	// Registerer receives the orchestrator's metrics; default a private
+	// registry, so tests and embedders never share the global one.
+	Registerer prometheus.Registerer
 }
 
 // StateSink receives the slot state the leader publishes.
@@ -48,8 +52,9 @@ type StateSink interface {
 
 // Orchestrator competes for the lock and, while it holds it, leads.
 type Orchestrator struct {
-	opts Options
-	log  hclog.Logger
+	opts    Options
+	log     hclog.Logger
+	metrics *metrics
 }
 
 // New checks opts and returns an Orchestrator.
@@ -84,7 +89,14 @@ func New(opts Options) (*Orchestrator, error) {
 	if opts.HeartbeatInterval <= 0 {
 		opts.HeartbeatInterval = 2 * time.Second
 	}
-	return &Orchestrator{opts: opts, log: opts.Log.Named("orchestrator")}, nil
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Orchestrator{opts: opts, log: opts.Log.Named("orchestrator"), metrics: m}, nil
 }
 
 // Run waits for the lock and leads while holding it; when the lock is
@@ -139,6 +151,8 @@ func (o *Orchestrator) lead(ctx context.Context, held Held) error {
 		l.state.SwitchAvg, l.state.JobAvg, l.state.RecentSwitches = prev.SwitchAvg, prev.JobAvg, prev.RecentSwitches
 	}
 	l.log.Info("leading", "slot", cfg.Orchestrator.Slot, "id", o.opts.ID)
+	o.metrics.leader.Set(1)
+	defer func() { o.metrics.termEnded(&l.clock, o.opts.Now()) }()
 	return l.run(ctx)
 }
 
@@ -228,6 +242,9 @@ type leader struct {
 	lastFailure  map[string]error
 	lastGood     string
 	lastWaitWhy  string
+
+	// clock splits the term's wall time into switching and serving.
+	clock slotClock
 }
 
 // Causes with which the leader aborts running jobs.
@@ -380,6 +397,9 @@ func (l *leader) step(ctx context.Context) error {
 		queues, err := l.o.opts.Store.Snapshot(ctx, cfg.ModelNames())
 		if err != nil {
 			return err
+		}
+		for m, q := range queues {
+			l.o.metrics.queueDepth.WithLabelValues(m).Set(float64(q.Pending))
 		}
 		l.armSweep(queues)
 		l.failQuarantined(ctx, queues)
@@ -569,6 +589,7 @@ func (l *leader) onProgress(ctx context.Context, p switchProgress) {
 		l.state.LastSwitch.Error = p.err.Error()
 		l.state.LastError = fmt.Sprintf("preflight of %s failed: %v", target, p.err)
 		l.log.Error("preflight failed; keeping the active model", "to_model", target, "active", l.state.Active, "error", p.err)
+		l.o.metrics.preflightFailed(target, p.record.Preflight)
 		l.failModel(ctx, target, p.err, "model_preflight_failed")
 		l.publish(ctx)
 		return
@@ -578,6 +599,7 @@ func (l *leader) onProgress(ctx context.Context, p switchProgress) {
 	l.state.Target = ""
 	rec := p.record
 	l.state.LastSwitch = &rec
+	l.o.metrics.switchEnded(rec, switchOutcome(rec, p.err))
 	now := l.o.opts.Now()
 	switch {
 	case errors.Is(p.err, errAbandoned):
@@ -735,6 +757,7 @@ func (l *leader) publish(ctx context.Context) {
 	l.state.InFlight = len(l.running)
 	l.state.Decisions = l.decisions
 	l.state.UpdatedAt = l.o.opts.Now()
+	l.o.metrics.observeState(&l.clock, &l.state, l.o.opts.Config.ModelNames(), l.state.UpdatedAt)
 	if err := l.o.opts.Store.PutState(ctx, &l.state); err != nil && ctx.Err() == nil {
 		l.log.Warn("publishing state failed", "error", err)
 	}

@@ -40,7 +40,9 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer rc.close()
-	gw, err := gateway.New(gateway.Options{Config: cfg, Store: newStore(cfg, rc.client), Log: log})
+	reg := newRegistry()
+	gw, err := gateway.New(gateway.Options{Config: cfg, Store: newStore(cfg, rc.client), Log: log,
+		Registerer: reg, Gatherer: reg})
 	if err != nil {
 		return err
 	}
@@ -81,7 +83,8 @@ func runOrchestrator(ctx context.Context, args []string, _, stderr io.Writer) er
 	fs := flag.NewFlagSet("orchestrator", flag.ContinueOnError)
 	var c commonFlags
 	c.register(fs, "configs/gateway.hcl")
-	if err := parseFlags(fs, args, stderr, "orchestrator [-config configs/gateway.hcl]"); err != nil {
+	metricsListen := fs.String("metrics-listen", "127.0.0.1:9102", `address serving GET /metrics and GET /health ("" disables it)`)
+	if err := parseFlags(fs, args, stderr, "orchestrator [-config configs/gateway.hcl] [-metrics-listen 127.0.0.1:9102]"); err != nil {
 		return err
 	}
 	log, err := c.logger("switchboard", stderr)
@@ -98,7 +101,8 @@ func runOrchestrator(ctx context.Context, args []string, _, stderr io.Writer) er
 	}
 	defer rc.close()
 	id := instanceID("orchestrator")
-	opts := orchestrator.Options{Config: cfg, Store: newStore(cfg, rc.client), Log: log, ID: id}
+	reg := newRegistry()
+	opts := orchestrator.Options{Config: cfg, Store: newStore(cfg, rc.client), Log: log, ID: id, Registerer: reg}
 	var local *localrt.Runtime
 	if cfg.Orchestrator.Runtime == config.RuntimeLocal {
 		local = localrt.New(localrt.Options{StopGrace: cfg.Orchestrator.StopGrace, Log: log})
@@ -112,6 +116,21 @@ func runOrchestrator(ctx context.Context, args []string, _, stderr io.Writer) er
 	orch, err := orchestrator.New(opts)
 	if err != nil {
 		return err
+	}
+	if *metricsListen != "" {
+		mctx, stopMetrics := context.WithCancel(ctx)
+		ms, err := startMetricsServer(mctx, *metricsListen, reg, log)
+		if err != nil {
+			stopMetrics()
+			return err
+		}
+		defer func() {
+			stopMetrics()
+			<-ms.done
+			if ms.err != nil {
+				log.Warn("metrics server", "error", ms.err)
+			}
+		}()
 	}
 	runErr := orch.Run(ctx)
 	if local != nil {

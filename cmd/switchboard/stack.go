@@ -125,14 +125,16 @@ func startStack(ctx context.Context, cfg *config.Config, ln net.Listener, log hc
 	}
 	store := newStore(cfg, rc.client)
 	rt := localrt.New(localrt.Options{StopGrace: cfg.Orchestrator.StopGrace, Log: log})
+	// One registry for the whole process; the gateway serves it.
+	reg := newRegistry()
 	orch, err := orchestrator.New(orchestrator.Options{
-		Config: cfg, Store: store, Runtime: rt, Lock: memlock.New(), Log: log,
+		Config: cfg, Store: store, Runtime: rt, Lock: memlock.New(), Log: log, Registerer: reg,
 	})
 	if err != nil {
 		rc.close()
 		return nil, err
 	}
-	gw, err := gateway.New(gateway.Options{Config: cfg, Store: store, Log: log})
+	gw, err := gateway.New(gateway.Options{Config: cfg, Store: store, Log: log, Registerer: reg, Gatherer: reg})
 	if err != nil {
 		rc.close()
 		return nil, err
