@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"net/http"
 	"strings"
 
@@ -19,10 +18,12 @@ const (
 	scopeAdmin
 )
 
-// principal is who made a request: a key's id (never the key) and scope.
+// principal is who made a request: a key's name (never the key), scope
+// and rights (nil when the gateway runs without keys).
 type principal struct {
 	id    string
 	admin bool
+	key   *config.APIKey
 }
 
 type principalKey struct{}
@@ -40,21 +41,15 @@ type keyring struct {
 }
 
 type keyEntry struct {
-	hash  [32]byte
-	id    string
-	admin bool
+	hash [32]byte
+	key  *config.APIKey
 }
 
-func newKeyring(user, admin []config.Secret) *keyring {
+func newKeyring(keys []config.APIKey) *keyring {
 	k := &keyring{}
-	add := func(keys []config.Secret, isAdmin bool) {
-		for _, s := range keys {
-			h := sha256.Sum256([]byte(s.Reveal()))
-			k.entries = append(k.entries, keyEntry{hash: h, id: "key-" + hex.EncodeToString(h[:6]), admin: isAdmin})
-		}
+	for i := range keys {
+		k.entries = append(k.entries, keyEntry{hash: keys[i].SHA256, key: &keys[i]})
 	}
-	add(admin, true)
-	add(user, false)
 	return k
 }
 
@@ -68,7 +63,7 @@ func (k *keyring) lookup(key string) (principal, bool) {
 	ok := false
 	for _, e := range k.entries {
 		if subtle.ConstantTimeCompare(h[:], e.hash[:]) == 1 && !ok {
-			found, ok = principal{id: e.id, admin: e.admin}, true
+			found, ok = principal{id: e.key.Name, admin: e.key.Admin, key: e.key}, true
 		}
 	}
 	return found, ok
@@ -106,6 +101,12 @@ func (s *Server) auth(need scope, next http.Handler) http.Handler {
 					"incorrect API key provided"))
 				return
 			}
+		}
+		if need == scopeAdmin && r.Header.Get("Tailscale-Funnel-Request") != "" && !s.cfg.Gateway.AdminViaFunnel {
+			// The admin surface stays on the tailnet unless configured.
+			openai.WriteError(w, openai.Errorf(http.StatusForbidden, openai.TypePermission, "admin_not_public", "",
+				"admin routes are not served through Tailscale Funnel; use the tailnet address (or set gateway.admin_via_funnel)"))
+			return
 		}
 		if need == scopeAdmin && !p.admin {
 			openai.WriteError(w, openai.Errorf(http.StatusForbidden, openai.TypePermission, "admin_required", "",

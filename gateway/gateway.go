@@ -105,7 +105,7 @@ func New(opts Options) (*Server, error) {
 		cfg:        opts.Config,
 		store:      opts.Store,
 		log:        opts.Log.Named("gateway"),
-		keys:       newKeyring(opts.Config.Gateway.UserKeys, opts.Config.Gateway.AdminKeys),
+		keys:       newKeyring(opts.Config.Gateway.AllKeys()),
 		waiters:    newWaiters(),
 		subscribed: make(chan struct{}),
 		metrics:    m,
@@ -126,7 +126,7 @@ func New(opts Options) (*Server, error) {
 // any connection; New runs it too.
 func CheckExposure(cfg *config.Config) error {
 	g := cfg.Gateway
-	if len(g.UserKeys)+len(g.AdminKeys) == 0 && !isLoopback(g.Listen) {
+	if len(g.AllKeys()) == 0 && !isLoopback(g.Listen) {
 		return fmt.Errorf("refusing to listen on %s without API keys: set GATEWAY_API_KEY (and GATEWAY_ADMIN_API_KEY), or listen on a loopback address",
 			g.Listen)
 	}
@@ -189,7 +189,7 @@ func (s *Server) routes() *httprouter.Router {
 
 // Handler returns the gateway's HTTP handler. Requests that need job
 // notifications wait until Run has subscribed.
-func (s *Server) Handler() http.Handler { return s.router }
+func (s *Server) Handler() http.Handler { return s.cors(s.router) }
 
 // Run receives job notifications until ctx ends. Serve calls it; tests
 // that mount Handler elsewhere call it themselves.
@@ -215,7 +215,7 @@ func (s *Server) Run(ctx context.Context) error {
 // shuts down: in-flight requests get ShutdownGrace to finish.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
-		Handler: s.router,
+		Handler: s.Handler(),
 		// Slow clients cannot hold connections open by dribbling headers;
 		// there is no WriteTimeout, because a generation may stream for
 		// many minutes (inference_timeout bounds it instead).

@@ -48,7 +48,7 @@ func TestCheckExposure(t *testing.T) {
 }
 
 func TestKeyring_Lookup(t *testing.T) {
-	k := newKeyring([]config.Secret{"u1", "u2"}, []config.Secret{"a1"})
+	k := newKeyring(testConfig("127.0.0.1:0", []config.Secret{"u1", "u2"}, []config.Secret{"a1"}).Gateway.AllKeys())
 	tests := []struct {
 		name      string
 		key       string
@@ -67,7 +67,7 @@ func TestKeyring_Lookup(t *testing.T) {
 			if ok != tt.wantOK || p.admin != tt.wantAdmin {
 				t.Fatalf("lookup(%q) = %+v, %v", tt.key, p, ok)
 			}
-			if ok && (strings.Contains(p.id, tt.key) || !strings.HasPrefix(p.id, "key-")) {
+			if ok && (strings.Contains(p.id, tt.key) || !strings.HasPrefix(p.id, "env-")) {
 				t.Fatalf("key id %q reveals the key or has the wrong form", p.id)
 			}
 		})

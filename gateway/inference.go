@@ -91,6 +91,9 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*jobstore.Job, e
 	if m == nil {
 		return nil, unknownModel(req.Model, s.cfg.ModelNames())
 	}
+	if err := s.checkRights(r.Context(), principalFrom(r.Context()), m.Name); err != nil {
+		return nil, err
+	}
 	if req.Stream && r.URL.Path == "/v1/embeddings" {
 		return nil, openai.BadRequest("stream", "embeddings cannot be streamed")
 	}
@@ -119,6 +122,49 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*jobstore.Job, e
 		job.Notify = s.store.GatewayChannel(s.opts.Instance)
 	}
 	return job, nil
+}
+
+// checkRights applies a key's rights: the models it may use, and whether
+// (and how often per hour) its requests may make the switchboard load a
+// model that is not loaded or loading.
+func (s *Server) checkRights(ctx context.Context, p principal, model string) error {
+	k := p.key
+	if k == nil {
+		return nil
+	}
+	if !k.MayUse(model) {
+		return openai.Errorf(http.StatusForbidden, openai.TypePermission, "model_not_allowed", "model",
+			"key %s may not use model %s; it may use: %s", k.Name, model, strings.Join(k.Models, ", "))
+	}
+	if k.MaySwitch && k.SwitchesPerHour == 0 {
+		return nil
+	}
+	st, err := s.store.State(ctx, s.cfg.Orchestrator.Slot)
+	if err != nil {
+		return err
+	}
+	if st != nil && ((st.Active == model && st.Phase == jobstore.PhaseReady) || st.Target == model) {
+		return nil // served by the model loaded (or loading) anyway
+	}
+	active := "none"
+	if st != nil && st.Active != "" {
+		active = st.Active
+	}
+	if !k.MaySwitch {
+		return openai.Errorf(http.StatusForbidden, openai.TypePermission, "switch_not_allowed", "model",
+			"key %s may not make the switchboard load a model; %s is not loaded (active: %s)", k.Name, model, active)
+	}
+	n, oldest, err := s.store.SwitchesBy(ctx, k.Name, time.Now().Add(-time.Hour))
+	if err != nil {
+		return err
+	}
+	if n >= k.SwitchesPerHour {
+		e := openai.Errorf(http.StatusTooManyRequests, openai.TypeRateLimit, "switch_budget_exhausted", "model",
+			"key %s caused %d switches in the last hour, its budget; %s is not loaded (active: %s)", k.Name, n, model, active)
+		e.RetryAfter = int(time.Until(oldest.Add(time.Hour)).Seconds()) + 1
+		return e
+	}
+	return nil
 }
 
 // limits are the queue bounds the config sets.

@@ -90,7 +90,7 @@ func TestServer_Metrics(t *testing.T) {
 	if n := strings.Count(logs.String(), "request finished"); n != 2 {
 		t.Fatalf("%d request lines logged, want 2 (the inference requests):\n%s", n, logs.String())
 	}
-	if !strings.Contains(logs.String(), "key_id=key-") || strings.Contains(logs.String(), "sk-user") {
+	if !strings.Contains(logs.String(), "key_id=env-user-1") || strings.Contains(logs.String(), "sk-user") {
 		t.Fatalf("request log lacks the key id or shows the key:\n%s", logs.String())
 	}
 }

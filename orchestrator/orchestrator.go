@@ -484,6 +484,18 @@ func (l *leader) expireQueued(ctx context.Context) {
 // active model stops taking work and drains, and the switch itself starts
 // when nothing is in flight.
 func (l *leader) decide(ctx context.Context, model, reason string) {
+	// Every switch is attributed to the key whose request it is for, and
+	// counts against that key's switches-per-hour budget.
+	owner, err := l.o.opts.Store.HeadOwner(ctx, model)
+	if err != nil {
+		l.log.Warn("reading who a switch is for failed", "model", model, "error", err)
+	}
+	if owner != "" {
+		reason += fmt.Sprintf(" (for key %s)", owner)
+		if err := l.o.opts.Store.RecordSwitch(ctx, owner, l.o.opts.Now()); err != nil {
+			l.log.Warn("recording a key's switch failed", "key", owner, "error", err)
+		}
+	}
 	l.remember(fmt.Sprintf("%s switching to %s: %s", l.o.opts.Now().Format(time.RFC3339), model, reason))
 	l.lastWaitWhy = ""
 	l.log.Info("switch decided", "from_model", l.state.Active, "to_model", model, "reason", reason)
@@ -491,7 +503,7 @@ func (l *leader) decide(ctx context.Context, model, reason string) {
 	l.switching, l.target = true, model
 	l.state.Target = model
 	l.state.LastSwitch = &jobstore.SwitchRecord{From: l.state.Active, To: model, Reason: reason,
-		StartedAt: l.o.opts.Now(), Generation: l.gen}
+		StartedAt: l.o.opts.Now(), Generation: l.gen, RequestedBy: owner}
 
 	if pf, ok := l.o.opts.Runtime.(Preflighter); ok {
 		l.preflighting = true

@@ -59,6 +59,8 @@ type e2eOptions struct {
 	binary map[string]string
 	// gatewayHCL is appended to gateway.hcl (e.g. a scheduler block).
 	gatewayHCL string
+	// files are written next to gateway.hcl (e.g. a keys file).
+	files map[string]string
 }
 
 // startE2E writes a config with free ports and fast fake backends, and
@@ -106,6 +108,11 @@ orchestrator {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "models.hcl"), []byte(models.String()), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	for name, content := range opts.files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	env := map[string]string{"REDIS_URL": redis.URL}
 	for k, v := range opts.env {

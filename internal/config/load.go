@@ -211,6 +211,8 @@ type gatewayFile struct {
 }
 
 type gatewayBlock struct {
+	AdminViaFunnel       *bool     `hcl:"admin_via_funnel,optional"`
+	CORSOrigins          []string  `hcl:"cors_origins,optional"`
 	KeysFile             *string   `hcl:"keys_file,optional"`
 	KeysFileRange        hcl.Range `hcl:"keys_file,attr_value_range"`
 	Listen               *string   `hcl:"listen,optional"`
@@ -311,6 +313,10 @@ func (l *loader) applyGateway(gf *gatewayFile) {
 	c := l.cfg
 	if b := gf.Gateway; b != nil {
 		l.setString(&c.Gateway.Listen, b.Listen, b.ListenRange, "gateway.listen", checkListen)
+		if b.AdminViaFunnel != nil {
+			c.Gateway.AdminViaFunnel = *b.AdminViaFunnel
+		}
+		c.Gateway.CORSOrigins = b.CORSOrigins
 		if b.MaxRequestBytes != nil {
 			if *b.MaxRequestBytes <= 0 {
 				l.check(b.MaxRequestBytesRange, "gateway.max_request_bytes", fmt.Errorf("%d must be larger than zero", *b.MaxRequestBytes))

@@ -55,6 +55,13 @@ type Gateway struct {
 	Keys []APIKey
 	// MaxRequestBytes bounds a request body.
 	MaxRequestBytes int64
+	// AdminViaFunnel serves admin routes to requests that came through
+	// Tailscale Funnel (they carry Tailscale-Funnel-Request); off by
+	// default so the admin surface stays on the tailnet.
+	AdminViaFunnel bool
+	// CORSOrigins lists the browser origins allowed to call the API ("*"
+	// for any); empty means no CORS headers.
+	CORSOrigins []string
 }
 
 // Redis configures the job store connection.

@@ -34,16 +34,18 @@ type SwitchRecord struct {
 	Reason    string    `json:"reason"`
 	StartedAt time.Time `json:"started_at"`
 	// Adopted is set when a new leader took over a model already running.
-	Adopted    bool          `json:"adopted,omitempty"`
-	Preflight  time.Duration `json:"preflight_ns"`
-	Drain      time.Duration `json:"drain_ns"`
-	Stop       time.Duration `json:"stop_ns"`
-	Memory     time.Duration `json:"memory_ns"`
-	Start      time.Duration `json:"start_ns"`
-	Canary     time.Duration `json:"canary_ns"`
-	Total      time.Duration `json:"total_ns"`
-	Error      string        `json:"error,omitempty"`
-	Generation int64         `json:"generation"`
+	Adopted bool `json:"adopted,omitempty"`
+	// RequestedBy names the key whose waiting request the switch is for.
+	RequestedBy string        `json:"requested_by,omitempty"`
+	Preflight   time.Duration `json:"preflight_ns"`
+	Drain       time.Duration `json:"drain_ns"`
+	Stop        time.Duration `json:"stop_ns"`
+	Memory      time.Duration `json:"memory_ns"`
+	Start       time.Duration `json:"start_ns"`
+	Canary      time.Duration `json:"canary_ns"`
+	Total       time.Duration `json:"total_ns"`
+	Error       string        `json:"error,omitempty"`
+	Generation  int64         `json:"generation"`
 }
 
 // SlotState is what the leader publishes about its slot.
@@ -214,3 +216,50 @@ var clearIfScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 1
 `)
+
+func (s *Store) switchesKey(owner string) string { return s.opts.Prefix + "switches:" + owner }
+
+// HeadOwner returns the owner (key name) of the oldest job queued for
+// model, "" when none waits: the key a switch to model is for.
+func (s *Store) HeadOwner(ctx context.Context, model string) (string, error) {
+	ids, err := s.rdb.ZRange(ctx, s.queueKey(model), 0, 0).Result()
+	if err != nil || len(ids) == 0 {
+		return "", err
+	}
+	owner, err := s.rdb.HGet(ctx, s.jobKey(ids[0]), "owner").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return owner, err
+}
+
+// RecordSwitch attributes a switch at to the key owner, for its
+// switches-per-hour budget.
+func (s *Store) RecordSwitch(ctx context.Context, owner string, at time.Time) error {
+	key := s.switchesKey(owner)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAdd(ctx, key, redis.Z{Score: float64(at.UnixMilli()), Member: at.UnixNano()})
+		p.ZRemRangeByScore(ctx, key, "-inf", fmt.Sprint(at.Add(-time.Hour).UnixMilli()))
+		p.Expire(ctx, key, 2*time.Hour)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record switch of %s: %w", owner, err)
+	}
+	return nil
+}
+
+// SwitchesBy counts the switches attributed to owner since since, and
+// returns when the oldest of them was.
+func (s *Store) SwitchesBy(ctx context.Context, owner string, since time.Time) (int, time.Time, error) {
+	zs, err := s.rdb.ZRangeByScoreWithScores(ctx, s.switchesKey(owner), &redis.ZRangeBy{
+		Min: fmt.Sprint(since.UnixMilli()), Max: "+inf",
+	}).Result()
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("count switches of %s: %w", owner, err)
+	}
+	if len(zs) == 0 {
+		return 0, time.Time{}, nil
+	}
+	return len(zs), time.UnixMilli(int64(zs[0].Score)), nil
+}
