@@ -27,7 +27,17 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ri.model, ri.mode, ri.jobID = job.Model, string(job.Mode), job.ID
-	w.Header().Set("X-Request-Id", job.ID)
+	// X-Request-Id is the job id unless the client sent its own; the job
+	// id (for /jobs/{id}/cancel) is always in X-Switchboard-Job-Id.
+	if id := r.Header.Get("X-Request-Id"); validRequestID(id) {
+		w.Header().Set("X-Request-Id", id)
+	} else {
+		w.Header().Set("X-Request-Id", job.ID)
+	}
+	w.Header().Set("X-Switchboard-Job-Id", job.ID)
+	if job.Mode != jobstore.ModeAsync {
+		w.Header().Set("X-Switchboard-Model-State", s.modelState(r.Context(), job.Model))
+	}
 
 	if job.Mode == jobstore.ModeAsync {
 		id, err := s.store.EnqueueWith(r.Context(), job, s.limits(), r.Header.Get("Idempotency-Key"))
@@ -40,7 +50,10 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request) {
 				s.writeErr(w, r, err)
 				return
 			}
-			w.Header().Set("X-Request-Id", job.ID)
+			w.Header().Set("X-Switchboard-Job-Id", job.ID)
+			if !validRequestID(r.Header.Get("X-Request-Id")) {
+				w.Header().Set("X-Request-Id", job.ID)
+			}
 			ri.jobID = job.ID
 		}
 		w.Header().Set("Location", "/jobs/"+job.ID)
@@ -122,6 +135,34 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*jobstore.Job, e
 		job.Notify = s.store.GatewayChannel(s.opts.Instance)
 	}
 	return job, nil
+}
+
+// validRequestID accepts a client's request id that is safe to echo and
+// log: 1 to 128 characters of letters, digits and . _ : -.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// modelState says how a request will be served: "hit" (its model is
+// loaded with room), "queued" (loaded, but busy), "switched" (a switch is
+// needed or under way).
+func (s *Server) modelState(ctx context.Context, model string) string {
+	st, err := s.store.State(ctx, s.cfg.Orchestrator.Slot)
+	if err != nil || st == nil || st.Active != model || st.Phase != jobstore.PhaseReady {
+		return "switched"
+	}
+	if st.InFlight >= s.cfg.Model(model).MaxConcurrency {
+		return "queued"
+	}
+	return "hit"
 }
 
 // checkRights applies a key's rights: the models it may use, and whether
