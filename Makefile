@@ -12,7 +12,7 @@ HCLFMT        := github.com/hashicorp/hcl/v2/cmd/hclfmt@v2.25.0
 HCL_FILES      = $(shell find configs jobs.nomad.d terraform -type f \( -name '*.hcl' -o -name '*.tf' \) 2>/dev/null)
 SHELL_FILES    = $(shell find scripts .ci -type f \( -name '*.sh' -o -name run \) 2>/dev/null)
 
-.PHONY: fuzz-short test-real build build-arm64 run test fmt-check vet lint tidy-check check-deps hcl-check shellcheck go-test clean
+.PHONY: bench fuzz-short test-real build build-arm64 run test fmt-check vet lint tidy-check check-deps hcl-check shellcheck go-test clean
 
 build: ## build bin/switchboard for this machine
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/switchboard
@@ -61,6 +61,10 @@ shellcheck:
 
 go-test:
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# Gateway overhead vs calling the fake backend directly, same run.
+bench:
+	$(GO) test -run '^$$' -bench Overhead -benchtime 2000x ./cmd/switchboard/
 
 # Request parsing fuzzed briefly on every run (longer: FUZZTIME=5m).
 FUZZTIME ?= 10s

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -63,6 +64,7 @@ type Server struct {
 
 	subscribed chan struct{} // closed once notifications flow
 	subOnce    sync.Once
+	stateCache atomic.Pointer[stateEntry]
 }
 
 // New checks opts and builds the server. It refuses to serve
@@ -131,6 +133,12 @@ func CheckExposure(cfg *config.Config) error {
 			g.Listen)
 	}
 	return nil
+}
+
+// stateEntry is a cached slot state and when it was read.
+type stateEntry struct {
+	st *jobstore.SlotState
+	at time.Time
 }
 
 // isLoopback reports whether a listen address binds only loopback.

@@ -155,7 +155,7 @@ func validRequestID(id string) bool {
 // loaded with room), "queued" (loaded, but busy), "switched" (a switch is
 // needed or under way).
 func (s *Server) modelState(ctx context.Context, model string) string {
-	st, err := s.store.State(ctx, s.cfg.Orchestrator.Slot)
+	st, err := s.cachedState(ctx)
 	if err != nil || st == nil || st.Active != model || st.Phase != jobstore.PhaseReady {
 		return "switched"
 	}
@@ -163,6 +163,25 @@ func (s *Server) modelState(ctx context.Context, model string) string {
 		return "queued"
 	}
 	return "hit"
+}
+
+// stateTTL bounds how stale the slot state used for response headers may
+// be; it spares a Redis round trip on every request.
+const stateTTL = 250 * time.Millisecond
+
+// cachedState is the slot state, read at most once per stateTTL.
+func (s *Server) cachedState(ctx context.Context) (*jobstore.SlotState, error) {
+	// Only a ready slot is served from the cache: it is the hot path, and
+	// a switch is always reported fresh.
+	if c := s.stateCache.Load(); c != nil && c.st != nil && c.st.Phase == jobstore.PhaseReady && time.Since(c.at) < stateTTL {
+		return c.st, nil
+	}
+	st, err := s.store.State(ctx, s.cfg.Orchestrator.Slot)
+	if err != nil {
+		return nil, err
+	}
+	s.stateCache.Store(&stateEntry{st: st, at: time.Now()})
+	return st, nil
 }
 
 // checkRights applies a key's rights: the models it may use, and whether

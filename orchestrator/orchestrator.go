@@ -242,6 +242,9 @@ type leader struct {
 	lastFailure  map[string]error
 	lastGood     string
 	lastWaitWhy  string
+	// backlog is set when the last look left queued work for lack of
+	// capacity (or could not tell): a finished job then calls for a step.
+	backlog bool
 
 	// clock splits the term's wall time into switching and serving.
 	clock slotClock
@@ -279,13 +282,17 @@ func (l *leader) run(ctx context.Context) error {
 	l.beat(ctx)
 
 	defer l.shutdown()
+	needStep := true
 	for {
-		if err := l.step(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
+		if needStep {
+			if err := l.step(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				l.log.Error("scheduling step failed", "error", err)
 			}
-			l.log.Error("scheduling step failed", "error", err)
 		}
+		needStep = true
 		var drain, sweep, recheck <-chan time.Time
 		if l.drainTimer != nil {
 			drain = l.drainTimer.C
@@ -315,6 +322,10 @@ func (l *leader) run(ctx context.Context) error {
 			}
 		case d := <-l.finished:
 			l.lastActivity = l.o.opts.Now()
+			// A finish frees capacity: worth a look only if work was left
+			// waiting for it, or a drain waits for it. New work wakes
+			// the loop by itself.
+			needStep = l.backlog || l.switching
 			delete(l.running, d.id)
 			l.state.InFlight = len(l.running)
 			l.state.JobAvg = learn(l.state.JobAvg, d.model, d.took)
@@ -410,6 +421,14 @@ func (l *leader) step(ctx context.Context) error {
 		}
 		now := l.o.opts.Now()
 		d := scheduler.Decide(in, now)
+		l.backlog = true
+		if d.Kind == scheduler.Wait {
+			pending := 0
+			for _, q := range queues {
+				pending += q.Pending
+			}
+			l.backlog = pending > 0
+		}
 		l.armRecheck(scheduler.NextCheck(in, now))
 		if in.AdminLoad != "" && !in.Switching && !in.Maintenance && !l.preflighting {
 			// One-shot: Decide weighed it just now, acting on it or
@@ -422,6 +441,17 @@ func (l *leader) step(ctx context.Context) error {
 				return err
 			}
 			l.noteWait(d.Reason)
+			if d.N >= queues[d.Model].Pending {
+				// The queue is drained: no need to look again until the
+				// next event (saves a Redis round trip per job).
+				l.backlog = false
+				for m, q := range queues {
+					if m != d.Model && q.Pending > 0 {
+						l.backlog = true
+					}
+				}
+				return nil
+			}
 		case scheduler.Switch:
 			if !l.preflighting {
 				l.decide(ctx, d.Model, d.Reason)

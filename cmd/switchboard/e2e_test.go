@@ -43,7 +43,7 @@ var testModels = []struct{ name, served, alias string }{
 }
 
 type e2e struct {
-	t      *testing.T
+	t      testing.TB
 	stack  *stack
 	url    string
 	client openai.Client
@@ -61,15 +61,21 @@ type e2eOptions struct {
 	gatewayHCL string
 	// files are written next to gateway.hcl (e.g. a keys file).
 	files map[string]string
+	// maxConcurrency of every model; default 4.
+	maxConcurrency int
 }
 
 // startE2E writes a config with free ports and fast fake backends, and
 // starts the embedded stack against a real redis-server.
-func startE2E(t *testing.T, opts e2eOptions) *e2e {
+func startE2E(t testing.TB, opts e2eOptions) *e2e {
 	t.Helper()
 	redis := redistest.Start(t)
 	dir := t.TempDir()
 	var models strings.Builder
+	conc := opts.maxConcurrency
+	if conc == 0 {
+		conc = 4
+	}
 	for _, m := range testModels {
 		flags := `"--load-delay", "200ms", "--ttft", "5ms", "--tokens-per-second", "500"`
 		for _, f := range opts.flags[m.name] {
@@ -85,11 +91,11 @@ func startE2E(t *testing.T, opts e2eOptions) *e2e {
   backend {
     port = %d
   }
-  max_concurrency = 4
+  max_concurrency = %d
   command = [%s, "mockllm", "--port", model.port, "--model", model.served_name, %s]
   env = { %s = "1" }
 }
-`, m.name, m.alias, m.served, freePort(t), bin, flags, asMainEnv)
+`, m.name, m.alias, m.served, freePort(t), conc, bin, flags, asMainEnv)
 	}
 	gatewayHCL := `
 orchestrator {
@@ -150,14 +156,14 @@ orchestrator {
 		client: openai.NewClient(option.WithBaseURL(url+"/v1"), option.WithAPIKey(key), option.WithMaxRetries(0))}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
