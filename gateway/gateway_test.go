@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -94,5 +96,35 @@ func TestServer_KeysNeverLogged(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "secret") {
 		t.Fatalf("a key reached the logs:\n%s", logs.String())
+	}
+}
+
+// With no orchestrator to answer, a held request ends with a 504 that
+// says why, once the leader's own bounds would have answered it, and its
+// job is canceled rather than left queued.
+func TestServer_NoLeaderGivesUp(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := testConfig("127.0.0.1:0", nil, nil)
+	cfg.Scheduler.QueueTimeout = 100 * time.Millisecond
+	cfg.Orchestrator.SwitchTimeout = 100 * time.Millisecond
+	cfg.Orchestrator.InferenceTimeout = 100 * time.Millisecond
+	store := jobstore.New(srv.Client(), jobstore.Options{Prefix: "t:"})
+	s, err := New(Options{Config: cfg, Store: store, Log: hclog.NewNullLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(`{"model":"m","messages":[]}`))
+	s.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusGatewayTimeout || !strings.Contains(rec.Body.String(), "no_answer") {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body.String())
+	}
+	j, err := store.Get(context.Background(), rec.Header().Get("X-Switchboard-Job-Id"))
+	if err != nil || j.Status != jobstore.StatusCanceled {
+		t.Fatalf("job = %+v, %v; want canceled", j, err)
 	}
 }

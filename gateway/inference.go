@@ -137,6 +137,21 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*jobstore.Job, e
 	return job, nil
 }
 
+// waitBound is the longest a request is held: the leader enforces
+// queue_timeout, switch_timeout and inference_timeout, so a request still
+// unanswered past their sum has no leader to answer it.
+func (s *Server) waitBound() time.Duration {
+	c := s.cfg
+	sum := c.Scheduler.QueueTimeout + c.Orchestrator.SwitchTimeout + c.Orchestrator.InferenceTimeout
+	return sum + max(sum/10, time.Second)
+}
+
+// noAnswer is the error of a request held past waitBound.
+func (s *Server) noAnswer() *openai.Error {
+	return openai.Errorf(http.StatusGatewayTimeout, openai.TypeTimeout, "no_answer", "",
+		"no answer within %s: is an orchestrator leading? (GET /health shows leader_present)", s.waitBound())
+}
+
 // validRequestID accepts a client's request id that is safe to echo and
 // log: 1 to 128 characters of letters, digits and . _ : -.
 func validRequestID(id string) bool {
@@ -256,10 +271,16 @@ func unknownModel(name string, available []string) *openai.Error {
 // awaitSync holds a non-streaming request until its job ends, however
 // long a model switch takes: SDKs give up on a 503 after two retries.
 func (s *Server) awaitSync(w http.ResponseWriter, r *http.Request, job *jobstore.Job, wt *waiter) {
+	giveUp := time.NewTimer(s.waitBound())
+	defer giveUp.Stop()
 	for {
 		select {
 		case <-r.Context().Done():
 			s.abandon(job.ID)
+			return
+		case <-giveUp.C:
+			s.abandon(job.ID)
+			s.writeErr(w, r, s.noAnswer())
 			return
 		case <-wt.kick:
 		}
@@ -336,6 +357,8 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, job *jobsto
 	}
 	keepAlive := time.NewTimer(time.Second) // the first comment comes early
 	defer keepAlive.Stop()
+	giveUp := time.NewTimer(s.waitBound())
+	defer giveUp.Stop()
 	lastID := ""
 	everResynced := false
 
@@ -372,6 +395,16 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, job *jobsto
 		select {
 		case <-ctx.Done():
 			s.abandon(job.ID)
+			return
+		case <-giveUp.C:
+			s.abandon(job.ID)
+			if !committed {
+				s.writeErr(w, r, s.noAnswer())
+				return
+			}
+			_ = openai.WriteEvent(w, s.noAnswer().Body())
+			_ = openai.WriteEvent(w, openai.Done)
+			_ = rc.Flush()
 			return
 		case <-keepAlive.C:
 			commit()
