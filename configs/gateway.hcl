@@ -43,7 +43,7 @@ nomad {
 
   # Namespace and region the model jobs run in; terraform/ creates the
   # namespace and an ACL policy limited to it. ["default"], ["global"]
-  namespace = "default"
+  namespace = "llm"
   region    = "global"
 
   # Model jobs are named job_prefix + model. ["sb-"]

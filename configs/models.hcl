@@ -36,7 +36,7 @@ model "gpt-oss120" {
 
   backend {
     image = "nvcr.io/nvidia/vllm:25.10-py3"
-    port  = 8000
+    port  = 8100
     # About 61 GiB of MXFP4 weights; the rest is KV cache, which stays small
     # since half the layers use a 128-token sliding window.
     vllm_args = [
@@ -65,7 +65,7 @@ model "qwen3-30b" {
 
   backend {
     image = "nvcr.io/nvidia/vllm:25.10-py3"
-    port  = 8000
+    port  = 8100
     # BF16: 30.5B parameters are about 57 GiB of weights; 32k tokens of
     # context are the model's native length.
     vllm_args = [
@@ -92,7 +92,7 @@ model "qwen3-235b-4bit" {
 
   backend {
     image = "nvcr.io/nvidia/vllm:25.10-py3"
-    port  = 8000
+    port  = 8100
     # The tightest fit on the box: the 4-bit weights take nearly all of it,
     # so the context is short, few sequences run at once, and CUDA graphs
     # (eager mode) do not claim memory. Stop notebooks before loading it.

@@ -1,5 +1,6 @@
 # vLLM model job: one OpenAI-compatible vLLM server for one model on the GPU
-# box, run by the docker driver.
+# box, run by the docker driver. One template serves every model; each
+# model's settings (configs/models.hcl) arrive as variables.
 #
 # The orchestrator fills the variables from configs/models.hcl, has Nomad
 # parse the result (/v1/jobs/parse), stamps Meta (managed-by, model, config
@@ -10,8 +11,13 @@
 #     -var served_name=Qwen/Qwen3-30B-A3B -var hf_repo=Qwen/Qwen3-30B-A3B \
 #     jobs.nomad.d/vllm.nomad.hcl
 #
-# The Nomad client needs the docker plugin with volumes enabled (for the
-# weights cache) and the nvidia device plugin.
+# What the Nomad client needs (scripts/install_prereqs.sh writes it; see
+# jobs.nomad.d/README.md):
+#   - the docker plugin with volumes enabled (HF cache, compile cache,
+#     local weights) and, for gpu_mode "runtime", the nvidia runtime allowed;
+#   - for gpu_mode "device", the NVIDIA device plugin (built for arm64);
+#   - max_kill_timeout >= this job's kill_timeout (90s), or Nomad caps it at
+#     its default of 30s and SIGKILLs vLLM before it freed the memory.
 
 variable "job_name" {
   type        = string
@@ -82,10 +88,39 @@ variable "datacenters" {
   default     = ["*"]
 }
 
+variable "gpu_mode" {
+  type        = string
+  description = "How the container gets the GPU: \"device\" asks the NVIDIA device plugin for one nvidia/gpu (Nomad schedules and isolates it; the official plugin is amd64-only, build it for arm64); \"runtime\" runs the container with Docker's nvidia runtime and pins the job to the GPU node by a node constraint (no device plugin needed, Nomad does not account the GPU)."
+  default     = "device"
+
+  validation {
+    condition     = contains(["device", "runtime"], var.gpu_mode)
+    error_message = "The gpu_mode must be \"device\" (NVIDIA device plugin) or \"runtime\" (docker nvidia runtime + node constraint)."
+  }
+}
+
+variable "gpu_node" {
+  type        = string
+  description = "gpu_mode \"runtime\": name of the GPU node (node.unique.name); empty selects nodes by gpu_node_meta instead."
+  default     = ""
+}
+
+variable "gpu_node_meta" {
+  type        = string
+  description = "gpu_mode \"runtime\" without gpu_node: the value of the client's meta.gpu that marks a GPU node (scripts/install_prereqs.sh sets meta { gpu = \"gb10\" })."
+  default     = "gb10"
+}
+
 variable "hf_cache_dir" {
   type        = string
   description = "Host directory of the Hugging Face cache, where scripts/ download the weights."
   default     = "/opt/llm-switchboard/hf-cache"
+}
+
+variable "vllm_cache_dir" {
+  type        = string
+  description = "Host directory of vLLM's own cache (torch.compile artefacts, CUDA graphs, Triton kernels), mounted at ~/.cache/vllm so a reload skips compilation."
+  default     = "/opt/llm-switchboard/vllm-cache"
 }
 
 variable "hf_offline" {
@@ -94,11 +129,42 @@ variable "hf_offline" {
   default     = true
 }
 
+variable "load_format" {
+  type        = string
+  description = "vLLM --load-format: auto, safetensors, fastsafetensors (faster loads from local disk), runai_streamer, ..."
+  default     = "auto"
+}
+
+variable "cpu_mhz" {
+  type        = number
+  description = "CPU Nomad reserves for the task, in MHz."
+  default     = 4000
+}
+
+variable "kill_timeout" {
+  type        = string
+  description = "Time between SIGTERM and SIGKILL: vLLM finishes or aborts its requests and frees the GPU memory. The client's max_kill_timeout must be at least this."
+  default     = "90s"
+}
+
+variable "image_pull_timeout" {
+  type        = string
+  description = "How long Docker may take to pull the vLLM image (about 20 GB); Nomad's default is 5m."
+  default     = "30m"
+}
+
+variable "check_interval" {
+  type        = string
+  description = "Interval of the Consul health checks; the orchestrator waits on them to pass."
+  default     = "5s"
+}
+
 locals {
   # vllm serve takes a repository id or a directory; a local path is
   # mounted read-only at /model.
   model_ref = var.source_path != "" ? "/model" : var.hf_repo
 
+  # The Hugging Face cache as a docker volume; local weights read-only.
   volumes = concat(
     ["${var.hf_cache_dir}:/root/.cache/huggingface"],
     var.source_path != "" ? ["${var.source_path}:/model:ro"] : [],
@@ -110,11 +176,31 @@ locals {
       "--served-model-name", var.served_name,
       "--host", "0.0.0.0",
       "--port", "${var.port}",
+      "--load-format", var.load_format,
     ],
     var.quantization != "" ? ["--quantization", var.quantization] : [],
     var.max_model_len > 0 ? ["--max-model-len", "${var.max_model_len}"] : [],
     var.vllm_args,
   )
+
+  # gpu_mode "runtime": the nvidia runtime exposes the GPU only when asked
+  # to; gpu_mode "device": the device plugin sets NVIDIA_VISIBLE_DEVICES.
+  gpu_env = var.gpu_mode == "runtime" ? {
+    NVIDIA_VISIBLE_DEVICES     = "all"
+    NVIDIA_DRIVER_CAPABILITIES = "compute,utility"
+  } : {}
+
+  # "" leaves the runtime to Docker, or to the device plugin, which asks
+  # the docker driver for its nvidia runtime when it hands out a GPU.
+  docker_runtime = var.gpu_mode == "runtime" ? "nvidia" : ""
+
+  # gpu_mode "runtime": Nomad does not know about the GPU, so pin the job
+  # to the GPU node, by name or by node meta.
+  node_constraints = var.gpu_mode != "runtime" ? [] : var.gpu_node != "" ? [
+    { attribute = "${node.unique.name}", value = var.gpu_node },
+    ] : [
+    { attribute = "${meta.gpu}", value = var.gpu_node_meta },
+  ]
 }
 
 job "vllm" {
@@ -126,6 +212,15 @@ job "vllm" {
   meta {
     model       = var.model
     served_name = var.served_name
+    gpu_mode    = var.gpu_mode
+  }
+
+  dynamic "constraint" {
+    for_each = local.node_constraints
+    content {
+      attribute = constraint.value.attribute
+      value     = constraint.value.value
+    }
   }
 
   group "vllm" {
@@ -150,6 +245,18 @@ job "vllm" {
       unlimited = false
     }
 
+    # A load takes minutes (longer cold or on the first compile): the
+    # deployment must not be declared failed at Nomad's 5m/10m defaults
+    # while vLLM is still loading. The orchestrator bounds the switch
+    # itself (switch_timeout).
+    update {
+      health_check      = "checks"
+      min_healthy_time  = "5s"
+      healthy_deadline  = "25m"
+      progress_deadline = "30m"
+      auto_revert       = false
+    }
+
     service {
       name     = "vllm"
       port     = "http"
@@ -161,11 +268,22 @@ job "vllm" {
         served_name = var.served_name
       }
 
+      # Refuses connections while loading, 200 when ready, 503 when the
+      # engine died.
       check {
         name     = "vllm health"
         type     = "http"
         path     = "/health"
-        interval = "10s"
+        interval = var.check_interval
+        timeout  = "5s"
+      }
+
+      # The OpenAI server answers, with the model loaded.
+      check {
+        name     = "vllm models"
+        type     = "http"
+        path     = "/v1/models"
+        interval = var.check_interval
         timeout  = "5s"
       }
     }
@@ -173,32 +291,57 @@ job "vllm" {
     task "vllm" {
       driver = "docker"
 
-      # Long enough for vLLM to finish in-flight requests and release the
-      # GPU before SIGKILL.
+      # vLLM handles SIGTERM: it aborts in-flight requests and tears the
+      # engine down, which takes tens of seconds for a big model. SIGKILL
+      # before that can leave unified memory held (the Spark's GPU cannot
+      # be reset without a reboot). Capped by the client's
+      # max_kill_timeout.
       kill_signal  = "SIGTERM"
-      kill_timeout = "60s"
+      kill_timeout = var.kill_timeout
 
       config {
-        image        = var.image
-        command      = "vllm"
-        args         = local.serve_args
-        network_mode = "host"
-        ipc_mode     = "host"
-        volumes      = local.volumes
+        image              = var.image
+        image_pull_timeout = var.image_pull_timeout
+        runtime            = local.docker_runtime
+        command            = "vllm"
+        args               = local.serve_args
+        network_mode       = "host"
+        ipc_mode           = "host"
+        volumes            = local.volumes
+
+        # vLLM's compile cache survives the container, so a reload skips
+        # torch.compile and kernel tuning.
+        mount {
+          type     = "bind"
+          source   = var.vllm_cache_dir
+          target   = "/root/.cache/vllm"
+          readonly = false
+        }
+
+        ulimit {
+          memlock = "-1"
+          stack   = "67108864"
+        }
       }
 
-      env {
+      env = merge({
         HF_HOME             = "/root/.cache/huggingface"
         HF_HUB_OFFLINE      = var.hf_offline ? "1" : "0"
+        VLLM_CACHE_ROOT     = "/root/.cache/vllm"
+        TRITON_CACHE_DIR    = "/root/.cache/vllm/triton"
         VLLM_NO_USAGE_STATS = "1"
-      }
+      }, local.gpu_env)
 
       resources {
-        cpu    = 4000
+        cpu    = var.cpu_mhz
         memory = var.memory_mb
 
-        device "nvidia/gpu" {
-          count = 1
+        dynamic "device" {
+          for_each = var.gpu_mode == "device" ? ["nvidia/gpu"] : []
+          labels   = [device.value]
+          content {
+            count = 1
+          }
         }
       }
     }

@@ -19,15 +19,15 @@ const maxResultBytes = 64 << 20
 
 // dispatch claims up to n queued jobs of the active model and starts them
 // against its backend.
-func (l *leader) dispatch(ctx context.Context, model string, n int) error {
+func (l *leader) dispatch(ctx context.Context, model string, n int) (int, error) {
 	if model != l.state.Active || l.backend.URL == "" || (l.switching && !l.preflighting) {
 		// The scheduler only dispatches to the ready active model; this
 		// guard keeps invariant 2 even if that ever changed.
-		return fmt.Errorf("refusing to dispatch to %s: active is %q in phase %s", model, l.state.Active, l.state.Phase)
+		return 0, fmt.Errorf("refusing to dispatch to %s: active is %q in phase %s", model, l.state.Active, l.state.Phase)
 	}
 	jobs, err := l.o.opts.Store.Claim(ctx, l.state.Slot, model, n, l.gen)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	backend := l.backend
 	timeout := l.o.opts.Config.Orchestrator.InferenceTimeout
@@ -50,7 +50,7 @@ func (l *leader) dispatch(ctx context.Context, model string, n int) error {
 		})
 	}
 	l.state.InFlight = len(l.running)
-	return nil
+	return len(jobs), nil
 }
 
 // execute sends one job to the backend and records its outcome. It always

@@ -245,6 +245,11 @@ type leader struct {
 	// backlog is set when the last look left queued work for lack of
 	// capacity (or could not tell): a finished job then calls for a step.
 	backlog bool
+	// fullStep asks for a full look at every queue: set by wake-ups for
+	// another model than the active one, resyncs and every non-job event.
+	fullStep atomic.Bool
+	// activeName mirrors state.Active for the listener goroutine.
+	activeName atomic.Pointer[string]
 
 	// clock splits the term's wall time into switching and serving.
 	clock slotClock
@@ -308,8 +313,10 @@ func (l *leader) run(ctx context.Context) error {
 			return nil
 		case <-recheck:
 			l.recheck = nil
+			l.fullStep.Store(true)
 		case <-sweep:
 			l.sweep = nil
+			l.fullStep.Store(true)
 			l.expireQueued(ctx)
 		case <-l.wake:
 		case c := <-l.cancels:
@@ -330,10 +337,13 @@ func (l *leader) run(ctx context.Context) error {
 			l.state.InFlight = len(l.running)
 			l.state.JobAvg = learn(l.state.JobAvg, d.model, d.took)
 		case p := <-l.progress:
+			l.fullStep.Store(true)
 			l.onProgress(ctx, p)
 		case url := <-l.lost:
+			l.fullStep.Store(true)
 			l.backendLost(ctx, url)
 		case <-drain:
+			l.fullStep.Store(true)
 			l.log.Warn("drain timeout: aborting in-flight requests",
 				"model", l.state.Active, "in_flight", len(l.running), "drain_timeout", cfg.Orchestrator.DrainTimeout)
 			for _, rj := range l.running {
@@ -341,6 +351,7 @@ func (l *leader) run(ctx context.Context) error {
 			}
 			l.drainTimer = nil
 		case <-heartbeat.C:
+			l.fullStep.Store(true)
 			l.beat(ctx)
 		}
 	}
@@ -358,6 +369,9 @@ func (l *leader) listen(ctx context.Context, sub *jobstore.Subscriber) {
 		}
 		if ev.Resync {
 			l.resynced.Store(true) // cancels may have been missed meanwhile
+		}
+		if ev.Resync || (ev.Kind == 'w' && (l.activeName.Load() == nil || ev.Model != *l.activeName.Load())) {
+			l.fullStep.Store(true)
 		}
 		switch {
 		case ev.Resync, ev.Kind == 'w':
@@ -404,6 +418,9 @@ func (l *leader) step(ctx context.Context) error {
 			return nil
 		}
 	}
+	if l.fastDispatch(ctx) {
+		return nil
+	}
 	for range 64 { // bounded: each dispatch consumes queue or capacity
 		queues, err := l.o.opts.Store.Snapshot(ctx, cfg.ModelNames())
 		if err != nil {
@@ -437,7 +454,7 @@ func (l *leader) step(ctx context.Context) error {
 		}
 		switch d.Kind {
 		case scheduler.Dispatch:
-			if err := l.dispatch(ctx, d.Model, d.N); err != nil {
+			if _, err := l.dispatch(ctx, d.Model, d.N); err != nil {
 				return err
 			}
 			l.noteWait(d.Reason)
@@ -469,6 +486,41 @@ func (l *leader) step(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// fastDispatch serves new work for the ready active model without a full
+// look at every queue: when the only news since the last step is work for
+// the active model, the policy's answer is "dispatch it" (time-driven
+// rules come with their own timer, other models' work with its own
+// wake-up, admin changes with theirs). It reports whether it handled the
+// step.
+func (l *leader) fastDispatch(ctx context.Context) bool {
+	if l.fullStep.Swap(false) || l.switching || l.preflighting || l.backend.URL == "" || l.admin.Maintenance ||
+		(l.admin.Pinned != "" && l.admin.Pinned != l.state.Active) || l.admin.Load != "" {
+		return false
+	}
+	free := l.o.opts.Config.Model(l.state.Active).MaxConcurrency - len(l.running)
+	if free <= 0 {
+		l.backlog = true
+		return true
+	}
+	n, err := l.dispatch(ctx, l.state.Active, free)
+	if err != nil {
+		l.fullStep.Store(true)
+		return false
+	}
+	l.noteDispatch(n)
+	// A full batch may have left more behind: look again on the next
+	// finish. A short one drained the queue.
+	l.backlog = n == free
+	return true
+}
+
+// noteDispatch records activity for the idle-unload rule.
+func (l *leader) noteDispatch(n int) {
+	if n > 0 {
+		l.lastActivity = l.o.opts.Now()
+	}
 }
 
 // armSweep sets the sweep timer for when the oldest queued job reaches
@@ -796,6 +848,8 @@ func (l *leader) backendLost(ctx context.Context, url string) {
 }
 
 func (l *leader) publish(ctx context.Context) {
+	active := l.state.Active
+	l.activeName.Store(&active)
 	l.state.InFlight = len(l.running)
 	l.state.Decisions = l.decisions
 	l.state.UpdatedAt = l.o.opts.Now()

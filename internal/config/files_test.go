@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"bytes"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -83,8 +84,13 @@ func TestFiles_Production(t *testing.T) {
 			if m.Jobspec != wantJobspec {
 				t.Fatalf("Jobspec = %q, want %q", m.Jobspec, wantJobspec)
 			}
-			if m.Backend.Image != "nvcr.io/nvidia/vllm:25.10-py3" || m.Backend.Port != 8000 {
+			// vLLM runs with host networking: its port must not be the
+			// gateway's.
+			if m.Backend.Image != "nvcr.io/nvidia/vllm:25.10-py3" || m.Backend.Port != 8100 {
 				t.Fatalf("backend = %+v", m.Backend)
+			}
+			if strings.HasSuffix(cfg.Gateway.Listen, fmt.Sprintf(":%d", m.Backend.Port)) {
+				t.Fatalf("backend port %d is the gateway's (%s)", m.Backend.Port, cfg.Gateway.Listen)
 			}
 			if m.MemoryBytes <= 0 || m.MemoryBytes >= box {
 				t.Fatalf("MemoryBytes = %d, want a footprint that fits the box", m.MemoryBytes)

@@ -181,7 +181,7 @@ func TestParse_VLLMJobspec(t *testing.T) {
 	task := tg.Tasks[0]
 	assertEqual(t, "driver", task.Driver, "docker")
 	assertEqual(t, "kill signal", task.KillSignal, "SIGTERM")
-	assertEqual(t, "kill timeout", task.KillTimeout.String(), "1m0s")
+	assertEqual(t, "kill timeout", task.KillTimeout.String(), "1m30s")
 	assertEqual(t, "memory", *task.Resources.MemoryMB, 16384)
 	assertEqual(t, "device", task.Resources.Devices[0].Name, "nvidia/gpu")
 	assertEqual(t, "HF_HUB_OFFLINE", task.Env["HF_HUB_OFFLINE"], "1")
