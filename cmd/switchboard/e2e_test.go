@@ -44,6 +44,7 @@ var testModels = []struct{ name, served, alias string }{
 
 type e2e struct {
 	t      testing.TB
+	redis  *redistest.Server
 	stack  *stack
 	url    string
 	client openai.Client
@@ -152,7 +153,7 @@ orchestrator {
 	if key == "" {
 		key = "unused"
 	}
-	return &e2e{t: t, stack: st, url: url,
+	return &e2e{t: t, redis: redis, stack: st, url: url,
 		client: openai.NewClient(option.WithBaseURL(url+"/v1"), option.WithAPIKey(key), option.WithMaxRetries(0))}
 }
 
