@@ -175,7 +175,11 @@ func (s *Server) routes() *httprouter.Router {
 	handle := func(method, path string, h http.Handler) {
 		r.Handler(method, path, s.instrument(path, false, h))
 	}
-	handle(http.MethodGet, "/health", s.jsonHandler(s.health))
+	if s.cfg.Gateway.HealthOpen {
+		handle(http.MethodGet, "/health", s.jsonHandler(s.health))
+	} else {
+		handle(http.MethodGet, "/health", s.auth(scopeUser, s.jsonHandler(s.health)))
+	}
 	handle(http.MethodGet, "/metrics", s.auth(scopeAdmin, s.metricsHandler()))
 	handle(http.MethodGet, "/status", s.auth(scopeAdmin, s.jsonHandler(s.status)))
 	handle(http.MethodGet, "/queue", s.auth(scopeAdmin, s.jsonHandler(s.queue)))

@@ -128,3 +128,25 @@ func TestServer_NoLeaderGivesUp(t *testing.T) {
 		t.Fatalf("job = %+v, %v; want canceled", j, err)
 	}
 }
+
+// /health is open by default and needs a key when health_open is off.
+func TestServer_HealthOpen(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, open := range []bool{true, false} {
+		cfg := testConfig("127.0.0.1:0", []config.Secret{"sk-u"}, nil)
+		cfg.Gateway.HealthOpen = open
+		s, err := New(Options{Config: cfg, Store: jobstore.New(srv.Client(), jobstore.Options{Prefix: "t:"}), Log: hclog.NewNullLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health", nil))
+		want := http.StatusOK
+		if !open {
+			want = http.StatusUnauthorized
+		}
+		if rec.Code != want {
+			t.Fatalf("health_open=%v: %d, want %d", open, rec.Code, want)
+		}
+	}
+}

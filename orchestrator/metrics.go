@@ -55,8 +55,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		switches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "switches_total",
-			Help: "Model switches that ended, by target model (empty for an unload) and outcome: ok, failed, wedged, abandoned, preflight_failed, adopted.",
-		}, []string{"to_model", "outcome"}),
+			Help: "Model switches that ended, by target model (empty for an unload), outcome (ok, failed, wedged, abandoned, preflight_failed, adopted) and the key the switch was for (empty when none: default model, admin, adoption).",
+		}, []string{"to_model", "outcome", "key"}),
 		phaseSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
 			Name:    "switch_phase_seconds",
 			Help:    "Time an ended switch spent in each step (preflight, drain, stop, memory, start, canary) and in all (total); steps that did not run are not observed.",
@@ -130,7 +130,7 @@ func switchOutcome(rec jobstore.SwitchRecord, err error) string {
 
 // switchEnded counts an ended switch and observes the steps it ran.
 func (m *metrics) switchEnded(rec jobstore.SwitchRecord, outcome string) {
-	m.switches.WithLabelValues(rec.To, outcome).Inc()
+	m.switches.WithLabelValues(rec.To, outcome, rec.RequestedBy).Inc()
 	for _, p := range []struct {
 		name string
 		d    time.Duration
@@ -146,8 +146,8 @@ func (m *metrics) switchEnded(rec jobstore.SwitchRecord, outcome string) {
 }
 
 // preflightFailed counts a switch that its preflight refused.
-func (m *metrics) preflightFailed(to string, took time.Duration) {
-	m.switches.WithLabelValues(to, outcomePreflightFailed).Inc()
+func (m *metrics) preflightFailed(to, key string, took time.Duration) {
+	m.switches.WithLabelValues(to, outcomePreflightFailed, key).Inc()
 	m.phaseSeconds.WithLabelValues("preflight").Observe(took.Seconds())
 }
 

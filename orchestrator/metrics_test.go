@@ -47,12 +47,12 @@ func TestMetrics_SwitchOutcome(t *testing.T) {
 func TestMetrics_SwitchEnded(t *testing.T) {
 	m := newTestMetrics(t)
 	m.switchEnded(jobstore.SwitchRecord{To: "a", Drain: time.Millisecond, Stop: time.Second,
-		Start: 3 * time.Second, Total: 4 * time.Second}, outcomeOK)
-	m.preflightFailed("b", 2*time.Second)
-	if got := testutil.ToFloat64(m.switches.WithLabelValues("a", outcomeOK)); got != 1 {
-		t.Fatalf("switches_total{a,ok} = %v, want 1", got)
+		Start: 3 * time.Second, Total: 4 * time.Second, RequestedBy: "alice"}, outcomeOK)
+	m.preflightFailed("b", "", 2*time.Second)
+	if got := testutil.ToFloat64(m.switches.WithLabelValues("a", outcomeOK, "alice")); got != 1 {
+		t.Fatalf("switches_total{a,ok,alice} = %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(m.switches.WithLabelValues("b", outcomePreflightFailed)); got != 1 {
+	if got := testutil.ToFloat64(m.switches.WithLabelValues("b", outcomePreflightFailed, "")); got != 1 {
 		t.Fatalf("switches_total{b,preflight_failed} = %v, want 1", got)
 	}
 	// drain, stop, start, total, and the failed preflight: no memory or

@@ -683,7 +683,7 @@ func (l *leader) onProgress(ctx context.Context, p switchProgress) {
 		l.state.LastSwitch.Error = p.err.Error()
 		l.state.LastError = fmt.Sprintf("preflight of %s failed: %v", target, p.err)
 		l.log.Error("preflight failed; keeping the active model", "to_model", target, "active", l.state.Active, "error", p.err)
-		l.o.metrics.preflightFailed(target, p.record.Preflight)
+		l.o.metrics.preflightFailed(target, l.state.LastSwitch.RequestedBy, p.record.Preflight)
 		l.failModel(ctx, target, p.err, "model_preflight_failed")
 		l.publish(ctx)
 		return

@@ -39,7 +39,7 @@ func TestE2E_Metrics(t *testing.T) {
 	}
 	body := string(b)
 	for _, want := range []string{
-		`switchboard_orchestrator_switches_total{outcome="ok",to_model="qwen3-30b"} 1`,
+		`switchboard_orchestrator_switches_total{key="anonymous",outcome="ok",to_model="qwen3-30b"} 1`,
 		`switchboard_gateway_requests_total{model="qwen3-30b",route="/v1/chat/completions",status="200"} 1`,
 		`switchboard_orchestrator_jobs_total{model="qwen3-30b",outcome="succeeded"} 1`,
 		`switchboard_orchestrator_active_model{model="qwen3-30b"} 1`,

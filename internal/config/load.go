@@ -28,6 +28,7 @@ const defaultMaxConcurrency = 8
 func Default() *Config {
 	return &Config{
 		Gateway: Gateway{
+			HealthOpen:      true,
 			Listen:          "127.0.0.1:8000",
 			MaxRequestBytes: 16 << 20,
 		},
@@ -211,6 +212,7 @@ type gatewayFile struct {
 }
 
 type gatewayBlock struct {
+	HealthOpen           *bool     `hcl:"health_open,optional"`
 	AdminViaFunnel       *bool     `hcl:"admin_via_funnel,optional"`
 	CORSOrigins          []string  `hcl:"cors_origins,optional"`
 	KeysFile             *string   `hcl:"keys_file,optional"`
@@ -315,6 +317,9 @@ func (l *loader) applyGateway(gf *gatewayFile) {
 		l.setString(&c.Gateway.Listen, b.Listen, b.ListenRange, "gateway.listen", checkListen)
 		if b.AdminViaFunnel != nil {
 			c.Gateway.AdminViaFunnel = *b.AdminViaFunnel
+		}
+		if b.HealthOpen != nil {
+			c.Gateway.HealthOpen = *b.HealthOpen
 		}
 		c.Gateway.CORSOrigins = b.CORSOrigins
 		if b.MaxRequestBytes != nil {

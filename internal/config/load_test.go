@@ -74,6 +74,9 @@ func TestLoad_FullGateway(t *testing.T) {
 			`gateway {`,
 			`  listen            = "0.0.0.0:9000"`,
 			`  max_request_bytes = 1024`,
+			`  health_open       = false`,
+			`  admin_via_funnel  = true`,
+			`  cors_origins      = ["https://app.example"]`,
 			`}`,
 			`redis {`,
 			`  url        = "redis://redis:6379/2"`,
@@ -143,6 +146,8 @@ func TestLoad_FullGateway(t *testing.T) {
 		Gateway: config.Gateway{
 			Listen:          "0.0.0.0:9000",
 			MaxRequestBytes: 1024,
+			AdminViaFunnel:  true,
+			CORSOrigins:     []string{"https://app.example"},
 		},
 		Redis: config.Redis{URL: "redis://redis:6379/2", KeyPrefix: "x:"},
 		Nomad: config.Nomad{Address: "https://nomad:4646", Namespace: "llm", Region: "eu", JobPrefix: "llm-",

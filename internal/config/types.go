@@ -55,6 +55,9 @@ type Gateway struct {
 	Keys []APIKey
 	// MaxRequestBytes bounds a request body.
 	MaxRequestBytes int64
+	// HealthOpen serves /health without a key (default); off, it needs a
+	// user key like the API.
+	HealthOpen bool
 	// AdminViaFunnel serves admin routes to requests that came through
 	// Tailscale Funnel (they carry Tailscale-Funnel-Request); off by
 	// default so the admin surface stays on the tailnet.
