@@ -3,29 +3,17 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"time"
 
 	"github.com/llm-switchboard/llm-switchboard/gateway"
-	"github.com/llm-switchboard/llm-switchboard/internal/config"
 )
 
 // runDev runs the embedded all-in-one switchboard.
 func runDev(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	var c commonFlags
-	c.register(fs, "")
-	if err := parseFlags(fs, args, stderr, "dev [-config path/to/gateway.hcl] (default: the built-in dev config)"); err != nil {
-		return err
-	}
-	log, err := c.logger("switchboard", stderr)
-	if err != nil {
-		return err
-	}
-	cfg, err := loadConfig(c.config, config.LoadOptions{})
+	cfg, log, err := serviceSetup("dev", "", "dev [-config path/to/gateway.hcl] (default: the built-in dev config)", args, stderr, nil)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/llm-switchboard/llm-switchboard/internal/config"
+
 	"github.com/llm-switchboard/llm-switchboard/orchestrator/scheduler/sim"
 )
 
@@ -111,6 +113,30 @@ func (c *commonFlags) logger(name string, w io.Writer) (hclog.Logger, error) {
 	return hclog.New(&hclog.LoggerOptions{
 		Name: name, Level: level, Output: w, JSONFormat: c.logJSON, TimeFormat: "2006-01-02T15:04:05.000Z07:00",
 	}), nil
+}
+
+// serviceSetup parses a long-running command's flags (extra adds its
+// own), then builds its logger and loads its config.
+func serviceSetup(name, defaultConfig, synopsis string, args []string, stderr io.Writer,
+	extra func(*flag.FlagSet)) (*config.Config, hclog.Logger, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	var c commonFlags
+	c.register(fs, defaultConfig)
+	if extra != nil {
+		extra(fs)
+	}
+	if err := parseFlags(fs, args, stderr, synopsis); err != nil {
+		return nil, nil, err
+	}
+	log, err := c.logger("switchboard", stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := loadConfig(c.config, config.LoadOptions{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, log, nil
 }
 
 // parseFlags parses args, printing usage text on -h and errors.

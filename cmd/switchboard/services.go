@@ -18,17 +18,7 @@ import (
 
 // runGateway serves the HTTP API against a shared Redis.
 func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	var c commonFlags
-	c.register(fs, "configs/gateway.hcl")
-	if err := parseFlags(fs, args, stderr, "gateway [-config configs/gateway.hcl]"); err != nil {
-		return err
-	}
-	log, err := c.logger("switchboard", stderr)
-	if err != nil {
-		return err
-	}
-	cfg, err := loadConfig(c.config, config.LoadOptions{})
+	cfg, log, err := serviceSetup("gateway", "configs/gateway.hcl", "gateway [-config configs/gateway.hcl]", args, stderr, nil)
 	if err != nil {
 		return err
 	}
@@ -80,18 +70,12 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 // Consul lock and drives Nomad; with runtime "local" it runs the backends
 // as its own children under an in-process lock (a single orchestrator).
 func runOrchestrator(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs := flag.NewFlagSet("orchestrator", flag.ContinueOnError)
-	var c commonFlags
-	c.register(fs, "configs/gateway.hcl")
-	metricsListen := fs.String("metrics-listen", "127.0.0.1:9102", `address serving GET /metrics and GET /health ("" disables it)`)
-	if err := parseFlags(fs, args, stderr, "orchestrator [-config configs/gateway.hcl] [-metrics-listen 127.0.0.1:9102]"); err != nil {
-		return err
-	}
-	log, err := c.logger("switchboard", stderr)
-	if err != nil {
-		return err
-	}
-	cfg, err := loadConfig(c.config, config.LoadOptions{})
+	var metricsListen *string
+	cfg, log, err := serviceSetup("orchestrator", "configs/gateway.hcl",
+		"orchestrator [-config configs/gateway.hcl] [-metrics-listen 127.0.0.1:9102]", args, stderr,
+		func(fs *flag.FlagSet) {
+			metricsListen = fs.String("metrics-listen", "127.0.0.1:9102", `address serving GET /metrics and GET /health ("" disables it)`)
+		})
 	if err != nil {
 		return err
 	}
