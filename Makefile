@@ -54,7 +54,7 @@ check-deps:
 	exit $$fail
 
 hcl-check:
-	@[ -z "$(HCL_FILES)" ] || $(GO) run $(HCLFMT) -check -require-no-change $(HCL_FILES)
+	@[ -z "$(HCL_FILES)" ] || $(GO) run $(HCLFMT) -check -require-no-change $(HCL_FILES) >/dev/null
 
 shellcheck:
 	@[ -z "$(SHELL_FILES)" ] || shellcheck $(SHELL_FILES)

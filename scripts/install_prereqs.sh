@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # Install what the switchboard needs on a DGX Spark (aarch64, DGX OS /
 # Ubuntu): Docker, the NVIDIA Container Toolkit, Nomad + Consul (+ Terraform)
-# from HashiCorp's apt repository, redis-tools, jq, Tailscale; the switchboard
-# files under the prefix; and the Nomad/Consul agent configuration the
-# jobspecs need. Idempotent: run it again after a change.
+# from HashiCorp's apt repository, Redis, jq, Tailscale, a JupyterLab venv;
+# the switchboard files under the prefix; the Nomad/Consul agent
+# configuration the jobspecs need; with --systemd the units of deploy/.
+# Idempotent: run it again after a change.
 set -euo pipefail
 
 PREFIX=/opt/llm-switchboard
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DEVICE_PLUGIN=0
 SKIP_PACKAGES=0
+SYSTEMD=0
+JUPYTER_USER=${SUDO_USER:-}
+JUPYTER=1
+ENV_FILE=/etc/llm-gateway.env
 
 usage() {
 	cat <<USAGE
-Usage: sudo $0 [--prefix DIR] [--repo DIR] [--device-plugin] [--skip-packages]
+Usage: sudo $0 [--prefix DIR] [--repo DIR] [--device-plugin] [--systemd]
+               [--jupyter-user USER | --no-jupyter] [--skip-packages]
 
 Installs Docker, the NVIDIA Container Toolkit, Nomad, Consul, Terraform,
-redis-tools, jq and Tailscale (arm64 repositories), copies the switchboard
+Redis, jq and Tailscale (arm64 repositories), a JupyterLab venv for
+--jupyter-user with the unit jupyter@USER (127.0.0.1:8888), copies the switchboard
 (bin/switchboard-linux-arm64 from 'make build-arm64', configs/, jobs.nomad.d/)
 to --prefix [$PREFIX], creates the cache and data directories, and writes
 /etc/nomad.d/client.hcl (raw_exec + docker plugins, nvidia runtime allowed,
@@ -28,6 +35,15 @@ and /etc/consul.d/llm-switchboard.hcl (single-node server, ACLs on).
   --device-plugin    also build the NVIDIA device plugin for arm64 (needs Go)
                      and enable it, for gpu_mode = "device"; without it use
                      gpu_mode = "runtime" (see jobs.nomad.d/README.md)
+  --systemd          non-Nomad path: install deploy/llm-gateway.service,
+                     deploy/llm-orchestrator.service, $ENV_FILE (from
+                     deploy/.env.example, never overwritten), the system
+                     user llm-switchboard, and Redis as redis-server with
+                     append-only persistence (start_all.sh --systemd).
+                     Without it redis-server stays disabled: Redis runs as
+                     the Nomad job redis on the same port.
+  --jupyter-user U   account that runs JupyterLab [the sudo caller]
+  --no-jupyter       no JupyterLab
   --skip-packages    only write files and directories, install no packages
   -h, --help         this help
 USAGE
@@ -42,12 +58,21 @@ while [ $# -gt 0 ]; do
 	--repo) REPO=${2:?--repo needs a directory}; shift 2 ;;
 	--device-plugin) DEVICE_PLUGIN=1; shift ;;
 	--skip-packages) SKIP_PACKAGES=1; shift ;;
+	--systemd) SYSTEMD=1; shift ;;
+	--jupyter-user) JUPYTER_USER=${2:?--jupyter-user needs a name}; shift 2 ;;
+	--no-jupyter) JUPYTER=0; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; die "unknown argument: $1" ;;
 	esac
 done
 
 [ "$(id -u)" -eq 0 ] || die "run as root (sudo $0)"
+if [ "$JUPYTER" -eq 1 ]; then
+	if [ -z "$JUPYTER_USER" ] || [ "$JUPYTER_USER" = root ]; then
+		die "give --jupyter-user USER (not root), or --no-jupyter"
+	fi
+	id "$JUPYTER_USER" >/dev/null 2>&1 || die "no such user: $JUPYTER_USER"
+fi
 ARCH=$(dpkg --print-architecture 2>/dev/null || true)
 [ "$ARCH" = arm64 ] || echo "install_prereqs: warning: architecture is '${ARCH:-unknown}', not arm64 (DGX Spark); continuing" >&2
 [ -r /etc/os-release ] || die "no /etc/os-release: Debian or Ubuntu required"
@@ -59,8 +84,8 @@ case "${ID:-} ${ID_LIKE:-}" in
 esac
 CODENAME=${VERSION_CODENAME:-${UBUNTU_CODENAME:-}}
 [ -n "$CODENAME" ] || die "cannot tell the distribution codename from /etc/os-release"
-if [ ! -d "$REPO/configs" ] || [ ! -d "$REPO/jobs.nomad.d" ]; then
-	die "$REPO is not a repository checkout (no configs/ or jobs.nomad.d/)"
+if [ ! -d "$REPO/configs" ] || [ ! -d "$REPO/jobs.nomad.d" ] || [ ! -d "$REPO/deploy" ]; then
+	die "$REPO is not a repository checkout (no configs/, jobs.nomad.d/ or deploy/)"
 fi
 
 # write_file PATH MODE: write stdin to PATH only when it differs; returns 0
@@ -90,7 +115,7 @@ install_packages() {
 	export DEBIAN_FRONTEND=noninteractive
 	log "base packages"
 	apt-get update -q
-	apt-get install -y -q ca-certificates curl gnupg jq redis-tools python3-venv git
+	apt-get install -y -q ca-certificates curl gnupg jq redis-server redis-tools python3-venv git
 
 	if ! command -v docker >/dev/null; then
 		log "Docker (docker.com arm64 repository)"
@@ -168,6 +193,59 @@ done
 # jobs.nomad.d/: always the repository's.
 rm -rf "$PREFIX/jobs.nomad.d"
 cp -r "$REPO/jobs.nomad.d" "$PREFIX/jobs.nomad.d"
+
+# install_unit NAME: deploy/NAME into /etc/systemd/system, with the prefix.
+UNITS_CHANGED=0
+install_unit() {
+	sed "s#/opt/llm-switchboard#$PREFIX#g" "$REPO/deploy/$1" |
+		write_file "/etc/systemd/system/$1" 0644 && UNITS_CHANGED=1
+	return 0
+}
+
+if systemctl list-unit-files redis-server.service >/dev/null 2>&1; then
+	if [ "$SYSTEMD" -eq 1 ]; then
+		log "Redis: redis-server with append-only persistence (systemd path)"
+		conf=/etc/redis/redis.conf
+		if [ -w "$conf" ] && ! grep -qE '^appendonly yes' "$conf"; then
+			sed -i -E 's/^#? *appendonly .*/appendonly yes/' "$conf"
+			grep -qE '^appendonly yes' "$conf" || echo 'appendonly yes' >>"$conf"
+			systemctl restart redis-server
+		fi
+		systemctl enable --now redis-server >/dev/null 2>&1
+	elif systemctl is-enabled --quiet redis-server 2>/dev/null || systemctl is-active --quiet redis-server; then
+		log "Redis: disabling redis-server (the Nomad job redis uses port 6379; --systemd keeps it)"
+		systemctl disable --now redis-server >/dev/null 2>&1 || true
+	fi
+fi
+
+if [ "$SYSTEMD" -eq 1 ]; then
+	log "systemd units llm-gateway, llm-orchestrator and $ENV_FILE"
+	id llm-switchboard >/dev/null 2>&1 ||
+		useradd --system --home-dir "$PREFIX" --no-create-home --shell /usr/sbin/nologin llm-switchboard
+	install_unit llm-gateway.service
+	install_unit llm-orchestrator.service
+	if [ ! -e "$ENV_FILE" ]; then
+		install -m 0640 -o root -g llm-switchboard "$REPO/deploy/.env.example" "$ENV_FILE"
+		log "wrote $ENV_FILE: set GATEWAY_API_KEY and GATEWAY_ADMIN_API_KEY in it"
+	fi
+fi
+
+if [ "$JUPYTER" -eq 1 ]; then
+	JHOME=$(getent passwd "$JUPYTER_USER" | cut -d: -f6)
+	JVENV=$JHOME/.venvs/jupyterlab
+	if [ ! -x "$JVENV/bin/jupyter" ]; then
+		log "JupyterLab into $JVENV"
+		sudo -u "$JUPYTER_USER" python3 -m venv "$JVENV" || die "python3 -m venv $JVENV failed (apt-get install python3-venv)"
+		sudo -u "$JUPYTER_USER" "$JVENV/bin/pip" install -q --upgrade pip jupyterlab openai ||
+			die "pip install jupyterlab failed"
+	fi
+	install_unit jupyter@.service
+	[ "$UNITS_CHANGED" -eq 0 ] || systemctl daemon-reload
+	systemctl enable --now "jupyter@$JUPYTER_USER" >/dev/null 2>&1 ||
+		die "jupyter@$JUPYTER_USER did not start: journalctl -u jupyter@$JUPYTER_USER"
+	log "JupyterLab: jupyter@$JUPYTER_USER on 127.0.0.1:8888 (scripts/setup_tailscale_serve_jupyter.sh for the tailnet)"
+fi
+[ "$UNITS_CHANGED" -eq 0 ] || systemctl daemon-reload
 
 DEVICE_BLOCK='# gpu_mode = "device" needs the NVIDIA device plugin: install_prereqs.sh --device-plugin'
 if [ -x /opt/nomad/plugins/nomad-device-nvidia ]; then
@@ -259,9 +337,10 @@ fi
 cat <<DONE
 
 Done. Next:
-  1. set namespace = "llm" in $PREFIX/configs/gateway.hcl (nomad block)
-  2. sudo scripts/start.sh          # agents, ACL bootstrap, Redis + switchboard
-  3. scripts/pull_image.sh && scripts/download_weights.sh
-  4. scripts/smoke_test.sh
+  1. check $PREFIX/configs/gateway.hcl (nomad.namespace = "llm") and models.hcl
+  2. scripts/pull_vllm_image.sh && scripts/download_models.sh
+  3. sudo scripts/start_all.sh --terraform terraform/dgx.tfvars   # or --nomad, or --systemd
+  4. GATEWAY_API_KEY=... scripts/smoke_test.sh
+  5. sudo tailscale up; scripts/setup_tailscale_funnel.sh; scripts/print_tailscale_urls.sh
 GPU access: $( [ -x /opt/nomad/plugins/nomad-device-nvidia ] && echo 'device plugin installed (gpu_mode = "device")' || echo 'no device plugin: set variables = { gpu_mode = "runtime" } per model in configs/models.hcl, or rerun with --device-plugin')
 DONE

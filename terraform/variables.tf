@@ -140,7 +140,7 @@ variable "gateway_port" {
 
 variable "gateway_public_url" {
   type        = string
-  description = "The public URL Tailscale Funnel gives the gateway (scripts/tailscale_funnel.sh prints it), for the outputs; empty when not published."
+  description = "The public URL Tailscale Funnel gives the gateway (scripts/setup_tailscale_funnel.sh prints it), for the outputs; empty when not published."
   default     = ""
 
   validation {
@@ -208,7 +208,7 @@ variable "redis_data_dir" {
 }
 
 # Model caches (the vLLM jobspec's defaults; published in Consul KV for
-# scripts/download_weights.sh).
+# scripts/download_models.sh).
 
 variable "hf_cache_dir" {
   type        = string

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Stop the switchboard: the model job first (frees the GPU memory), then
-# the switchboard and Redis jobs; with --agents also Nomad and Consul.
-# Idempotent: what is already stopped is skipped.
+# Stop the switchboard: first the switchboard itself (so that no
+# orchestrator starts a model again), then the model job (frees the GPU
+# memory, waiting for its kill_timeout), then Redis; with --agents also
+# Nomad and Consul. Handles both deployments (Nomad jobs and the systemd
+# units of deploy/). Idempotent: what is already stopped is skipped.
 set -euo pipefail
 
 NAMESPACE=${NOMAD_NAMESPACE:-llm}
@@ -18,12 +20,13 @@ Usage: sudo $0 [--namespace NS] [--purge] [--agents]
   --agents        also stop the nomad and consul services
   -h, --help      this help
 
-The switchboard is stopped before the model job so that no orchestrator
-starts a model again. Stopping through terraform: terraform -chdir=terraform destroy.
+Stops, when running: llm-gateway/llm-orchestrator (systemd) or the Nomad job
+llm-switchboard, every model job (sb-*), Redis (Nomad job redis or
+redis-server). Removing what terraform created: terraform -chdir=terraform destroy.
 USAGE
 }
 
-die() { echo "stop: $*" >&2; exit 1; }
+die() { echo "stop_all: $*" >&2; exit 1; }
 log() { echo "==> $*"; }
 
 while [ $# -gt 0 ]; do
@@ -35,35 +38,43 @@ while [ $# -gt 0 ]; do
 	*) usage >&2; die "unknown argument: $1" ;;
 	esac
 done
-command -v nomad >/dev/null || die "nomad not found"
+[ "$(id -u)" -eq 0 ] || die "run as root (sudo $0)"
+command -v systemctl >/dev/null || die "systemctl not found"
 if [ -z "${NOMAD_TOKEN:-}" ] && [ -r "$STATE/nomad.token" ]; then
 	NOMAD_TOKEN=$(cat "$STATE/nomad.token")
 	export NOMAD_TOKEN
 fi
 export NOMAD_NAMESPACE=$NAMESPACE
 
+stop_unit() {
+	if systemctl is-active --quiet "$1"; then
+		log "stopping $1"
+		systemctl stop "$1"
+	fi
+}
+
 stop_job() {
 	local job=$1 args=(-yes)
 	[ "$PURGE" -eq 1 ] && args+=(-purge)
-	if ! nomad job status -short "$job" >/dev/null 2>&1; then
-		return 0
-	fi
-	log "stopping $job (waits for its kill_timeout)"
+	nomad job status -short "$job" >/dev/null 2>&1 || return 0
+	log "stopping Nomad job $job (waits for its kill_timeout)"
 	nomad job stop "${args[@]}" "$job"
 }
 
-if systemctl is-active --quiet nomad; then
+stop_unit llm-gateway
+stop_unit llm-orchestrator
+if command -v nomad >/dev/null && systemctl is-active --quiet nomad; then
 	stop_job llm-switchboard
-	# Model jobs: the orchestrator's job_prefix (sb- by default).
+	# Model jobs: the orchestrator's nomad.job_prefix (sb- by default).
 	while read -r job; do
 		[ -n "$job" ] && stop_job "$job"
 	done < <(nomad job status -short 2>/dev/null | awk 'NR > 1 && $1 ~ /^sb-/ && $4 != "dead" { print $1 }')
 	stop_job redis
 fi
+stop_unit redis-server
 
 if [ "$AGENTS" -eq 1 ]; then
-	[ "$(id -u)" -eq 0 ] || die "--agents needs root"
-	log "stopping nomad and consul"
-	systemctl stop nomad consul
+	stop_unit nomad
+	stop_unit consul
 fi
 log "stopped"
