@@ -324,7 +324,7 @@ func (l *leader) run(ctx context.Context) error {
 				l.log.Info("aborting job on request", "job_id", c.id, "model", rj.model, "hard", c.hard)
 				rj.cancel(errCanceled)
 				if c.hard && rj.model == l.state.Active && !l.switching {
-					l.decide(ctx, rj.model, fmt.Sprintf("hard cancel of job %s: restarting the backend", c.id))
+					l.hardRestart(ctx, c.id)
 				}
 			}
 		case d := <-l.finished:
@@ -486,6 +486,27 @@ func (l *leader) step(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// hardRestart restarts the active backend for a hard cancel, within the
+// limits every switch obeys: not in maintenance, not against the switch
+// budget. The job itself is aborted either way.
+func (l *leader) hardRestart(ctx context.Context, jobID string) {
+	sc := l.o.opts.Config.Scheduler
+	recent := 0
+	for _, t := range l.state.RecentSwitches {
+		if l.o.opts.Now().Sub(t) < time.Hour {
+			recent++
+		}
+	}
+	switch {
+	case l.admin.Maintenance:
+		l.noteWait(fmt.Sprintf("hard cancel of job %s: no backend restart during maintenance", jobID))
+	case sc.MaxSwitchesPerHour > 0 && recent >= sc.MaxSwitchesPerHour:
+		l.noteWait(fmt.Sprintf("hard cancel of job %s: no backend restart, switch budget exhausted (%d in the last hour)", jobID, recent))
+	default:
+		l.decide(ctx, l.state.Active, fmt.Sprintf("hard cancel of job %s: restarting the backend", jobID))
+	}
 }
 
 // fastDispatch serves new work for the ready active model without a full

@@ -231,3 +231,37 @@ func TestE2E_AbandonedLoad(t *testing.T) {
 		t.Fatalf("the other model waited %s: the abandoned 20s load was not abandoned", took)
 	}
 }
+
+// A hard cancel obeys the switch budget like any switch: past it, the job
+// is aborted but the shared backend is not restarted.
+func TestE2E_HardCancelRespectsBudget(t *testing.T) {
+	e := startE2E(t, e2eOptions{
+		flags:      map[string][]string{"qwen3-30b": {"--tokens-per-second", "1"}},
+		gatewayHCL: "scheduler {\n  max_switches_per_hour = 1\n}\n",
+	})
+	resp, job := post(t, e.url+"/v1/chat/completions",
+		`{"model":"qwen3-30b","async":true,"messages":[{"role":"user","content":"slow"}],"max_tokens":50}`, nil)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("submit = %d", resp.StatusCode)
+	}
+	id := job["id"].(string)
+	waitJob(t, e, id, func(j *jobstore.Job) bool { return j.Status == jobstore.StatusRunning })
+	if resp, body := post(t, e.url+"/jobs/"+id+"/cancel?hard=true", "", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("hard cancel = %d %v", resp.StatusCode, body)
+	}
+	if final := waitJob(t, e, id, func(j *jobstore.Job) bool { return j.Status.Terminal() }); final.Status != jobstore.StatusCanceled {
+		t.Fatalf("job = %s", final.Status)
+	}
+	e.waitState(t, "saying why it did not restart", func(s *jobstore.SlotState) bool {
+		for _, d := range s.Decisions {
+			if strings.Contains(d, "switch budget exhausted") {
+				return true
+			}
+		}
+		return false
+	})
+	st, _ := e.stack.Store.State(context.Background(), "e2e")
+	if st.Phase != jobstore.PhaseReady || st.LastSwitch.From != "" || len(st.RecentSwitches) != 1 {
+		t.Fatalf("the backend was restarted past the budget: %+v", st.LastSwitch)
+	}
+}
