@@ -126,7 +126,7 @@ func TestLock_SessionAndValue(t *testing.T) {
 
 	before := time.Now().UTC()
 	r := start(t, l)
-	recv(t, r.started, "never acquired")
+	locktest.Recv(t, r.started, "never acquired")
 	value, session, ok := srv.KV(testKey)
 	if !ok || session == "" {
 		t.Fatalf("key %q not held while fn runs (exists %v, session %q)", testKey, ok, session)
@@ -160,7 +160,7 @@ func TestLock_SessionAndValue(t *testing.T) {
 	}
 
 	r.finish <- nil
-	recv(t, r.done, "RunWhileHeld did not return after fn returned")
+	locktest.Recv(t, r.done, "RunWhileHeld did not return after fn returned")
 	if _, session, _ := srv.KV(testKey); session != "" {
 		t.Fatalf("key still held by %s after RunWhileHeld returned", session)
 	}
@@ -193,12 +193,12 @@ func TestLock_ConsulDownAtStart(t *testing.T) {
 	}
 
 	srv.SetDown(false)
-	tm := recv(t, r.started, "never acquired after Consul came back")
-	if err := tm.held.Check(testContext(t)); err != nil {
+	tm := locktest.Recv(t, r.started, "never acquired after Consul came back")
+	if err := tm.held.Check(locktest.TestContext(t)); err != nil {
 		t.Fatalf("Check after acquiring: %v", err)
 	}
 	r.finish <- nil
-	recv(t, r.done, "RunWhileHeld did not return after fn returned")
+	locktest.Recv(t, r.done, "RunWhileHeld did not return after fn returned")
 	if r.err != nil {
 		t.Fatalf("RunWhileHeld = %v", r.err)
 	}
@@ -214,25 +214,25 @@ func TestLock_ConsulDownWhileHolding(t *testing.T) {
 	l := newLock(t, consullock.Options{Client: client, Key: testKey, Log: logger, RetryMax: 200 * time.Millisecond})
 
 	r := start(t, l)
-	tm := recv(t, r.started, "never acquired")
+	tm := locktest.Recv(t, r.started, "never acquired")
 	srv.SetDown(true)
-	recv(t, tm.ctx.Done(), "fn's ctx not canceled although Consul stayed unreachable past the TTL")
+	locktest.Recv(t, tm.ctx.Done(), "fn's ctx not canceled although Consul stayed unreachable past the TTL")
 	if err := context.Cause(tm.ctx); !errors.Is(err, consullock.ErrLockLost) {
 		t.Fatalf("fn's ctx cause = %v, want ErrLockLost", err)
 	}
-	if err := tm.held.Check(testContext(t)); !errors.Is(err, consullock.ErrLockLost) {
+	if err := tm.held.Check(locktest.TestContext(t)); !errors.Is(err, consullock.ErrLockLost) {
 		t.Fatalf("Check after the loss = %v, want ErrLockLost", err)
 	}
-	recv(t, r.done, "RunWhileHeld did not return after fn returned, with Consul down")
+	locktest.Recv(t, r.done, "RunWhileHeld did not return after fn returned, with Consul down")
 
 	srv.SetDown(false)
 	again := start(t, l)
-	tg := recv(t, again.started, "never led again after Consul came back")
-	if err := tg.held.Check(testContext(t)); err != nil {
+	tg := locktest.Recv(t, again.started, "never led again after Consul came back")
+	if err := tg.held.Check(locktest.TestContext(t)); err != nil {
 		t.Fatalf("Check after leading again: %v", err)
 	}
 	again.finish <- nil
-	recv(t, again.done, "RunWhileHeld did not return after fn returned")
+	locktest.Recv(t, again.done, "RunWhileHeld did not return after fn returned")
 }
 
 // TestLock_InvalidateSession: the monitor notices an invalidated session at
@@ -244,17 +244,17 @@ func TestLock_InvalidateSession(t *testing.T) {
 	l := newLock(t, consullock.Options{Client: client, Key: testKey, Log: logger})
 
 	r := start(t, l)
-	tm := recv(t, r.started, "never acquired")
+	tm := locktest.Recv(t, r.started, "never acquired")
 	_, session, _ := srv.KV(testKey)
 	srv.InvalidateSession(session)
-	recv(t, tm.ctx.Done(), "fn's ctx not canceled after the session was invalidated")
+	locktest.Recv(t, tm.ctx.Done(), "fn's ctx not canceled after the session was invalidated")
 	if err := context.Cause(tm.ctx); !errors.Is(err, consullock.ErrLockLost) {
 		t.Fatalf("fn's ctx cause = %v, want ErrLockLost", err)
 	}
-	if err := tm.held.Check(testContext(t)); !errors.Is(err, consullock.ErrLockLost) {
+	if err := tm.held.Check(locktest.TestContext(t)); !errors.Is(err, consullock.ErrLockLost) {
 		t.Fatalf("Check = %v, want ErrLockLost", err)
 	}
-	recv(t, r.done, "RunWhileHeld did not return after fn returned")
+	locktest.Recv(t, r.done, "RunWhileHeld did not return after fn returned")
 	if !errors.Is(r.err, consullock.ErrLockLost) {
 		t.Fatalf("RunWhileHeld = %v, want fn's error (ErrLockLost)", r.err)
 	}
@@ -279,10 +279,10 @@ func TestLock_CheckReadsConsul(t *testing.T) {
 	l := newLock(t, consullock.Options{Client: client, Key: testKey, Log: logger, SessionTTL: 10 * time.Second})
 
 	r := start(t, l)
-	tm := recv(t, r.started, "never acquired")
-	recv(t, tap.watching, "the monitor never parked on a blocking read of the key")
+	tm := locktest.Recv(t, r.started, "never acquired")
+	locktest.Recv(t, tap.watching, "the monitor never parked on a blocking read of the key")
 	reads := tap.reads.Load()
-	if err := tm.held.Check(testContext(t)); err != nil {
+	if err := tm.held.Check(locktest.TestContext(t)); err != nil {
 		t.Fatalf("Check while holding: %v", err)
 	}
 	if tap.reads.Load() == reads {
@@ -296,7 +296,7 @@ func TestLock_CheckReadsConsul(t *testing.T) {
 		t.Fatalf("fn's ctx ended although the monitors were held back: %v", context.Cause(tm.ctx))
 	}
 	reads = tap.reads.Load()
-	if err := tm.held.Check(testContext(t)); !errors.Is(err, consullock.ErrLockLost) {
+	if err := tm.held.Check(locktest.TestContext(t)); !errors.Is(err, consullock.ErrLockLost) {
 		t.Fatalf("Check after invalidation = %v, want ErrLockLost", err)
 	}
 	if tap.reads.Load() == reads {
@@ -308,14 +308,14 @@ func TestLock_CheckReadsConsul(t *testing.T) {
 		t.Fatal("a failed Check did not end the term")
 	}
 	reads = tap.reads.Load()
-	if err := tm.held.Check(testContext(t)); !errors.Is(err, consullock.ErrLockLost) {
+	if err := tm.held.Check(locktest.TestContext(t)); !errors.Is(err, consullock.ErrLockLost) {
 		t.Fatalf("second Check = %v, want ErrLockLost", err)
 	}
 	if tap.reads.Load() != reads {
 		t.Fatal("Check read Consul although the loss was already known")
 	}
 	tap.open()
-	recv(t, r.done, "RunWhileHeld did not return after fn returned")
+	locktest.Recv(t, r.done, "RunWhileHeld did not return after fn returned")
 }
 
 // TestLock_ReleaseHasNoLockDelay: after a voluntary release the next
@@ -326,19 +326,19 @@ func TestLock_ReleaseHasNoLockDelay(t *testing.T) {
 	logger, _ := newLogger(t)
 	opts := consullock.Options{Client: client, Key: testKey, Log: logger, LockDelay: time.Minute}
 	a := start(t, newLock(t, opts))
-	recv(t, a.started, "first contender never acquired")
+	locktest.Recv(t, a.started, "first contender never acquired")
 	b := start(t, newLock(t, opts))
 	a.finish <- nil
-	recv(t, a.done, "RunWhileHeld did not return after fn returned")
+	locktest.Recv(t, a.done, "RunWhileHeld did not return after fn returned")
 	// patience (30s) is half the lock-delay: acquiring within it proves
 	// none applied.
-	recv(t, b.started, "second contender did not acquire after a voluntary release")
+	locktest.Recv(t, b.started, "second contender did not acquire after a voluntary release")
 	_, holder, _ := srv.KV(testKey)
 	if s := srv.Sessions(); len(s) != 1 || s[0] != holder {
 		t.Fatalf("sessions = %v, want only the new holder %s", s, holder)
 	}
 	b.finish <- nil
-	recv(t, b.done, "RunWhileHeld did not return after fn returned")
+	locktest.Recv(t, b.done, "RunWhileHeld did not return after fn returned")
 }
 
 // --- helpers ---
@@ -417,27 +417,6 @@ func start(t *testing.T, l orchestrator.Lock) *run {
 		}
 	})
 	return r
-}
-
-func recv[T any](t *testing.T, ch <-chan T, msg string) T {
-	t.Helper()
-	timer := time.NewTimer(patience)
-	defer timer.Stop()
-	select {
-	case v := <-ch:
-		return v
-	case <-timer.C:
-		t.Fatalf("%s (waited %s)", msg, patience)
-		var zero T
-		return zero
-	}
-}
-
-func testContext(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), patience)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // logLine is one decoded hclog JSON line.

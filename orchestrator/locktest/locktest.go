@@ -73,15 +73,15 @@ func Run(t *testing.T, h Harness) {
 // once RunWhileHeld returned, that ctx is done and Check fails.
 func testLiveContext(t *testing.T, h Harness) {
 	c := start(t, h.New(t), nil)
-	tm := recv(t, c.started, "fn never ran")
+	tm := Recv(t, c.started, "fn never ran")
 	if err := tm.ctx.Err(); err != nil {
 		t.Fatalf("fn's ctx is done on entry: %v", err)
 	}
-	if err := tm.held.Check(testContext(t)); err != nil {
+	if err := tm.held.Check(TestContext(t)); err != nil {
 		t.Fatalf("Check while holding: %v", err)
 	}
 	c.finish <- nil
-	recv(t, c.done, "RunWhileHeld did not return after fn returned")
+	Recv(t, c.done, "RunWhileHeld did not return after fn returned")
 	if c.err != nil {
 		t.Fatalf("RunWhileHeld = %v, want nil (fn returned nil)", c.err)
 	}
@@ -90,7 +90,7 @@ func testLiveContext(t *testing.T, h Harness) {
 	default:
 		t.Fatal("fn's ctx is still live after RunWhileHeld returned")
 	}
-	if err := tm.held.Check(testContext(t)); err == nil {
+	if err := tm.held.Check(TestContext(t)); err == nil {
 		t.Fatal("Check passed after the term ended; a stale Held must not vouch for leadership")
 	}
 }
@@ -100,27 +100,27 @@ func testLiveContext(t *testing.T, h Harness) {
 func testExclusive(t *testing.T, h Harness) {
 	ov := &overlap{}
 	a := start(t, h.New(t), ov)
-	ta := recv(t, a.started, "first contender never acquired")
+	ta := Recv(t, a.started, "first contender never acquired")
 	b := start(t, h.New(t), ov)
 	notStarted(t, b, "second contender's fn started while the first held the lock")
 	if err := ta.ctx.Err(); err != nil {
 		t.Fatalf("holder's ctx ended while a second contender waited: %v", err)
 	}
-	if err := ta.held.Check(testContext(t)); err != nil {
+	if err := ta.held.Check(TestContext(t)); err != nil {
 		t.Fatalf("holder's Check failed while a second contender waited: %v", err)
 	}
 
 	a.finish <- nil
-	recv(t, a.done, "first RunWhileHeld did not return after fn returned")
+	Recv(t, a.done, "first RunWhileHeld did not return after fn returned")
 	if a.err != nil {
 		t.Fatalf("first RunWhileHeld = %v, want nil", a.err)
 	}
-	tb := recv(t, b.started, "second contender never acquired after the first released")
-	if err := tb.held.Check(testContext(t)); err != nil {
+	tb := Recv(t, b.started, "second contender never acquired after the first released")
+	if err := tb.held.Check(TestContext(t)); err != nil {
 		t.Fatalf("second holder's Check: %v", err)
 	}
 	b.finish <- nil
-	recv(t, b.done, "second RunWhileHeld did not return after fn returned")
+	Recv(t, b.done, "second RunWhileHeld did not return after fn returned")
 	if ov.violated.Load() {
 		t.Fatal("two fns ran at the same time")
 	}
@@ -132,36 +132,36 @@ func testExclusive(t *testing.T, h Harness) {
 func testRevoke(t *testing.T, h Harness) {
 	la := h.New(t)
 	a := start(t, la, nil)
-	ta := recv(t, a.started, "first contender never acquired")
+	ta := Recv(t, a.started, "first contender never acquired")
 	b := start(t, h.New(t), nil)
 	notStarted(t, b, "second contender's fn started while the first held the lock")
 
 	revoked := time.Now() // the revoke takes effect after this instant
 	h.Revoke(t)
-	recv(t, ta.ctx.Done(), "holder's ctx not canceled after Revoke")
-	if err := ta.held.Check(testContext(t)); err == nil {
+	Recv(t, ta.ctx.Done(), "holder's ctx not canceled after Revoke")
+	if err := ta.held.Check(TestContext(t)); err == nil {
 		t.Fatal("Check passed after Revoke")
 	}
-	recv(t, a.done, "revoked RunWhileHeld did not return after its fn returned")
+	Recv(t, a.done, "revoked RunWhileHeld did not return after its fn returned")
 
-	tb := recv(t, b.started, "second contender never acquired after Revoke")
+	tb := Recv(t, b.started, "second contender never acquired after Revoke")
 	if d := tb.at.Sub(revoked); d < h.LockDelay {
 		t.Fatalf("second contender acquired %s after Revoke, before the lock-delay of %s", d, h.LockDelay)
 	}
-	if err := tb.held.Check(testContext(t)); err != nil {
+	if err := tb.held.Check(TestContext(t)); err != nil {
 		t.Fatalf("new holder's Check: %v", err)
 	}
 
 	again := start(t, la, nil)
 	notStarted(t, again, "revoked contender acquired again while the new holder held the lock")
 	b.finish <- nil
-	recv(t, b.done, "second RunWhileHeld did not return after fn returned")
-	tg := recv(t, again.started, "revoked contender never acquired again")
-	if err := tg.held.Check(testContext(t)); err != nil {
+	Recv(t, b.done, "second RunWhileHeld did not return after fn returned")
+	tg := Recv(t, again.started, "revoked contender never acquired again")
+	if err := tg.held.Check(TestContext(t)); err != nil {
 		t.Fatalf("Check after leading again: %v", err)
 	}
 	again.finish <- nil
-	recv(t, again.done, "RunWhileHeld did not return after fn returned")
+	Recv(t, again.done, "RunWhileHeld did not return after fn returned")
 }
 
 // testCancelWhileWaiting: a waiter whose ctx ends returns ctx's error
@@ -169,12 +169,12 @@ func testRevoke(t *testing.T, h Harness) {
 // contenders.
 func testCancelWhileWaiting(t *testing.T, h Harness) {
 	a := start(t, h.New(t), nil)
-	ta := recv(t, a.started, "first contender never acquired")
+	ta := Recv(t, a.started, "first contender never acquired")
 	b := start(t, h.New(t), nil)
 	notStarted(t, b, "second contender's fn started while the first held the lock")
 
 	b.cancel()
-	recv(t, b.done, "RunWhileHeld did not return when its ctx was canceled while waiting")
+	Recv(t, b.done, "RunWhileHeld did not return when its ctx was canceled while waiting")
 	if !errors.Is(b.err, context.Canceled) {
 		t.Fatalf("canceled waiter's RunWhileHeld = %v, want context.Canceled", b.err)
 	}
@@ -183,16 +183,16 @@ func testCancelWhileWaiting(t *testing.T, h Harness) {
 		t.Fatal("fn ran although ctx was canceled while waiting")
 	default:
 	}
-	if err := ta.held.Check(testContext(t)); err != nil {
+	if err := ta.held.Check(TestContext(t)); err != nil {
 		t.Fatalf("holder's Check after a waiter gave up: %v", err)
 	}
 
 	a.finish <- nil
-	recv(t, a.done, "RunWhileHeld did not return after fn returned")
+	Recv(t, a.done, "RunWhileHeld did not return after fn returned")
 	c := start(t, h.New(t), nil)
-	recv(t, c.started, "a new contender never acquired after the holder released")
+	Recv(t, c.started, "a new contender never acquired after the holder released")
 	c.finish <- nil
-	recv(t, c.done, "RunWhileHeld did not return after fn returned")
+	Recv(t, c.done, "RunWhileHeld did not return after fn returned")
 }
 
 // testCancelWhileHolding: canceling the holder's ctx cancels fn's ctx,
@@ -200,17 +200,17 @@ func testCancelWhileWaiting(t *testing.T, h Harness) {
 // the next contender does not wait out a lock-delay.
 func testCancelWhileHolding(t *testing.T, h Harness) {
 	a := start(t, h.New(t), nil)
-	ta := recv(t, a.started, "first contender never acquired")
+	ta := Recv(t, a.started, "first contender never acquired")
 	b := start(t, h.New(t), nil)
 	notStarted(t, b, "second contender's fn started while the first held the lock")
 
 	a.cancel()
-	recv(t, ta.ctx.Done(), "fn's ctx not canceled when RunWhileHeld's ctx was")
-	recv(t, a.done, "RunWhileHeld did not return when its ctx was canceled while holding")
+	Recv(t, ta.ctx.Done(), "fn's ctx not canceled when RunWhileHeld's ctx was")
+	Recv(t, a.done, "RunWhileHeld did not return when its ctx was canceled while holding")
 	if !errors.Is(a.err, context.Canceled) {
 		t.Fatalf("RunWhileHeld = %v, want context.Canceled", a.err)
 	}
-	tb := recv(t, b.started, "second contender never acquired after the holder's ctx was canceled")
+	tb := Recv(t, b.started, "second contender never acquired after the holder's ctx was canceled")
 	// A voluntary release imposes no lock-delay. A hand-off takes
 	// milliseconds, so a lock-delay of a second or more is a generous
 	// bound; shorter ones cannot be told apart from a slow machine.
@@ -218,7 +218,7 @@ func testCancelWhileHolding(t *testing.T, h Harness) {
 		t.Fatalf("second contender acquired %s after a voluntary release: lock-delay (%s) applied", d, h.LockDelay)
 	}
 	b.finish <- nil
-	recv(t, b.done, "RunWhileHeld did not return after fn returned")
+	Recv(t, b.done, "RunWhileHeld did not return after fn returned")
 }
 
 // testFnError: fn's error comes back from RunWhileHeld, and the lock is
@@ -226,16 +226,16 @@ func testCancelWhileHolding(t *testing.T, h Harness) {
 func testFnError(t *testing.T, h Harness) {
 	errLead := errors.New("locktest: leader failed")
 	a := start(t, h.New(t), nil)
-	recv(t, a.started, "fn never ran")
+	Recv(t, a.started, "fn never ran")
 	a.finish <- errLead
-	recv(t, a.done, "RunWhileHeld did not return after fn returned")
+	Recv(t, a.done, "RunWhileHeld did not return after fn returned")
 	if !errors.Is(a.err, errLead) {
 		t.Fatalf("RunWhileHeld = %v, want fn's error %v", a.err, errLead)
 	}
 	b := start(t, h.New(t), nil)
-	recv(t, b.started, "lock not free after fn failed")
+	Recv(t, b.started, "lock not free after fn failed")
 	b.finish <- nil
-	recv(t, b.done, "RunWhileHeld did not return after fn returned")
+	Recv(t, b.done, "RunWhileHeld did not return after fn returned")
 }
 
 // testReacquire: one contender leads several terms in a row, each with a
@@ -245,29 +245,29 @@ func testReacquire(t *testing.T, h Harness) {
 	var prev *term
 	for i := range 3 {
 		c := start(t, l, nil)
-		tc := recv(t, c.started, "fn never ran")
+		tc := Recv(t, c.started, "fn never ran")
 		if err := tc.ctx.Err(); err != nil {
 			t.Fatalf("term %d: fn's ctx is done on entry: %v", i, err)
 		}
-		if err := tc.held.Check(testContext(t)); err != nil {
+		if err := tc.held.Check(TestContext(t)); err != nil {
 			t.Fatalf("term %d: Check: %v", i, err)
 		}
 		if prev != nil {
-			if err := prev.held.Check(testContext(t)); err == nil {
+			if err := prev.held.Check(TestContext(t)); err == nil {
 				t.Fatalf("term %d: the previous term's Held still passes Check", i)
 			}
 		}
 		c.finish <- nil
-		recv(t, c.done, "RunWhileHeld did not return after fn returned")
+		Recv(t, c.done, "RunWhileHeld did not return after fn returned")
 		if c.err != nil {
 			t.Fatalf("term %d: RunWhileHeld = %v", i, c.err)
 		}
 		prev = &tc
 	}
 	o := start(t, h.New(t), nil)
-	recv(t, o.started, "another contender never acquired after the repeated terms")
+	Recv(t, o.started, "another contender never acquired after the repeated terms")
 	o.finish <- nil
-	recv(t, o.done, "RunWhileHeld did not return after fn returned")
+	Recv(t, o.done, "RunWhileHeld did not return after fn returned")
 }
 
 // term is what fn saw on entry.
@@ -354,8 +354,9 @@ func notStarted(t *testing.T, c *contender, msg string) {
 	}
 }
 
-// recv waits for ch, failing the test after patience.
-func recv[T any](t *testing.T, ch <-chan T, msg string) T {
+// Recv waits for ch, failing the test after a generous bound (30s); lock
+// tests elsewhere share it.
+func Recv[T any](t *testing.T, ch <-chan T, msg string) T {
 	t.Helper()
 	timer := time.NewTimer(patience)
 	defer timer.Stop()
@@ -369,8 +370,8 @@ func recv[T any](t *testing.T, ch <-chan T, msg string) T {
 	}
 }
 
-// testContext bounds one call by patience.
-func testContext(t *testing.T) context.Context {
+// TestContext bounds one call by the same generous bound.
+func TestContext(t *testing.T) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), patience)
 	t.Cleanup(cancel)
