@@ -360,6 +360,7 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, job *jobsto
 	giveUp := time.NewTimer(s.waitBound())
 	defer giveUp.Stop()
 	lastID := ""
+	sentDone := false // the whole answer reached the client
 	everResynced := false
 
 	writeChunks := func(chunks []jobstore.Chunk) error {
@@ -370,7 +371,9 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, job *jobsto
 			}
 			lastID = c.ID
 			data := c.Data
-			if !bytes.Equal(data, openai.Done) {
+			if bytes.Equal(data, openai.Done) {
+				sentDone = true
+			} else {
 				if restored, err := openai.ReplaceTopLevelString(data, "model", job.ClientModel); err == nil {
 					data = restored
 				}
@@ -394,7 +397,9 @@ func (s *Server) relayStream(w http.ResponseWriter, r *http.Request, job *jobsto
 	for {
 		select {
 		case <-ctx.Done():
-			s.abandon(job.ID)
+			if !sentDone { // a client leaving after [DONE] cancels nothing
+				s.abandon(job.ID)
+			}
 			return
 		case <-giveUp.C:
 			s.abandon(job.ID)

@@ -159,6 +159,11 @@ func (l *leader) relay(ctx context.Context, j *jobstore.Job, body io.Reader) job
 	for {
 		data, err := r.Next()
 		if err != nil {
+			if sawDone {
+				// The whole answer was relayed; a cancel (a client that
+				// left after [DONE]) comes too late to change that.
+				return jobstore.Outcome{Status: jobstore.StatusSucceeded, ResultStatus: http.StatusOK, ResultType: "text/event-stream"}
+			}
 			if ctx.Err() != nil {
 				return l.abortOutcome(ctx)
 			}
