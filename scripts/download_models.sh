@@ -56,27 +56,11 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-switchboard_bin() {
-	local c
-	if [ -n "${SWITCHBOARD_BIN:-}" ]; then
-		printf '%s\n' "$SWITCHBOARD_BIN"
-		return
-	fi
-	for c in "$PREFIX/bin/switchboard" "$REPO/bin/switchboard"; do
-		if [ -x "$c" ]; then
-			printf '%s\n' "$c"
-			return
-		fi
-	done
-	command -v switchboard || die "no switchboard binary: set SWITCHBOARD_BIN or run 'make build'"
-}
+# shellcheck source-path=SCRIPTDIR source=lib/models.sh
+. "$REPO/scripts/lib/models.sh"
 
-if [ -z "$CONFIG" ]; then
-	CONFIG=$PREFIX/configs/gateway.hcl
-	[ -r "$CONFIG" ] || CONFIG=$REPO/configs/gateway.hcl
-fi
-bin=$(switchboard_bin)
-json=$("$bin" config models -config "$CONFIG" -json) || die "'$bin config models -config $CONFIG -json' failed (see above)"
+resolve_config
+json=$(models_json)
 
 # One model object per line, then its fields, without jq.
 mapfile -t objects < <(tr -d '\n' <<<"$json" | sed -E 's/\}[[:space:]]*,[[:space:]]*\{/}\n{/g')
@@ -120,7 +104,7 @@ for obj in "${objects[@]}"; do
 	esac
 done
 for m in "${only[@]}"; do
-	[ -n "${seen[$m]:-}" ] || die "no model named '$m' in $CONFIG ($bin config models -config $CONFIG)"
+	[ -n "${seen[$m]:-}" ] || die "no model named '$m' in $CONFIG (switchboard config models -config $CONFIG)"
 done
 
 if [ ${#repos[@]} -gt 0 ]; then

@@ -53,31 +53,15 @@ esac
 command -v docker >/dev/null || die "docker not found: run sudo scripts/install_prereqs.sh"
 docker info >/dev/null 2>&1 || die "cannot talk to the Docker daemon (running? are you in the docker group, or use sudo)"
 
-switchboard_bin() {
-	local c
-	if [ -n "${SWITCHBOARD_BIN:-}" ]; then
-		printf '%s\n' "$SWITCHBOARD_BIN"
-		return
-	fi
-	for c in "$PREFIX/bin/switchboard" "$REPO/bin/switchboard"; do
-		if [ -x "$c" ]; then
-			printf '%s\n' "$c"
-			return
-		fi
-	done
-	command -v switchboard || die "no switchboard binary: set SWITCHBOARD_BIN, run 'make build', or give the images as arguments"
-}
+# shellcheck source-path=SCRIPTDIR source=lib/models.sh
+. "$REPO/scripts/lib/models.sh"
 
 images=()
 if [ ${#args[@]} -gt 0 ]; then
 	images=("${args[@]}")
 else
-	if [ -z "$CONFIG" ]; then
-		CONFIG=$PREFIX/configs/gateway.hcl
-		[ -r "$CONFIG" ] || CONFIG=$REPO/configs/gateway.hcl
-	fi
-	bin=$(switchboard_bin)
-	json=$("$bin" config models -config "$CONFIG" -json) || die "'$bin config models -config $CONFIG -json' failed (see above)"
+	resolve_config
+	json=$(models_json)
 	# "image": "..." of every model, without jq.
 	mapfile -t images < <(grep -oE '"image"[[:space:]]*:[[:space:]]*"[^"]+"' <<<"$json" |
 		sed -E 's/^"image"[[:space:]]*:[[:space:]]*"//; s/"$//' | sort -u)
