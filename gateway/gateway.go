@@ -65,6 +65,7 @@ type Server struct {
 	subscribed chan struct{} // closed once notifications flow
 	subOnce    sync.Once
 	stateCache atomic.Pointer[stateEntry]
+	direct     *directRoute
 }
 
 // New checks opts and builds the server. It refuses to serve
@@ -119,6 +120,7 @@ func New(opts Options) (*Server, error) {
 	if s.keys.empty() {
 		s.log.Warn("no API keys configured: serving without authentication on loopback only", "listen", opts.Config.Gateway.Listen)
 	}
+	s.direct = newDirectRoute(s)
 	s.router = s.routes()
 	return s, nil
 }
@@ -206,6 +208,11 @@ func (s *Server) Handler() http.Handler { return s.cors(s.router) }
 // Run receives job notifications until ctx ends. Serve calls it; tests
 // that mount Handler elsewhere call it themselves.
 func (s *Server) Run(ctx context.Context) error {
+	if s.cfg.Gateway.DirectRoute {
+		directDone := make(chan struct{})
+		go func() { defer close(directDone); s.direct.run(ctx) }()
+		defer func() { <-directDone }()
+	}
 	sub := s.store.SubscribeGateway(ctx, s.opts.Instance)
 	defer sub.Close()
 	for {

@@ -34,6 +34,23 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request) {
 	} else {
 		w.Header().Set("X-Request-Id", job.ID)
 	}
+
+	// The direct route: the model is ready and this gateway holds a
+	// lease on it; no job record.
+	if job.Mode != jobstore.ModeAsync && s.cfg.Gateway.DirectRoute {
+		if l := s.direct.acquire(job.Model, s.cfg.Model(job.Model).MaxConcurrency); l != nil {
+			w.Header().Set("X-Switchboard-Route", "direct")
+			w.Header().Set("X-Switchboard-Model-State", "hit")
+			ri.jobID = ""
+			served := s.serveDirect(w, r, job, l)
+			s.direct.done(l)
+			if served {
+				return
+			}
+			ri.jobID = job.ID
+		}
+	}
+	w.Header().Set("X-Switchboard-Route", "queue")
 	w.Header().Set("X-Switchboard-Job-Id", job.ID)
 	if job.Mode != jobstore.ModeAsync {
 		w.Header().Set("X-Switchboard-Model-State", s.modelState(r.Context(), job.Model))

@@ -24,6 +24,7 @@ type metrics struct {
 	ttft      *prometheus.HistogramVec
 	queueFull *prometheus.CounterVec
 	waiting   *prometheus.GaugeVec
+	direct    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -51,9 +52,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "waiting_requests",
 			Help: "Sync and streaming requests this replica holds open until their job ends.",
 		}, []string{"model"}),
+		direct: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "direct_requests_total",
+			Help: "Requests sent straight to the active backend under a lease (served), or queued after the backend could not be reached (fallback).",
+		}, []string{"model", "outcome"}),
 	}
 	var err error
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.ttft, m.queueFull, m.waiting} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.ttft, m.queueFull, m.waiting, m.direct} {
 		if e := reg.Register(c); e != nil {
 			err = errors.Join(err, e)
 		}

@@ -815,6 +815,10 @@ func (l *leader) beat(ctx context.Context) {
 	}
 	if l.state.Phase == jobstore.PhaseReady {
 		l.describe(ctx)
+		// Direct requests are activity too, for the idle rule.
+		if used, err := l.o.opts.Store.LastDirectUse(ctx, l.state.Slot); err == nil && used.After(l.lastActivity) {
+			l.lastActivity = used
+		}
 	}
 	l.settleStray(ctx)
 	l.publish(ctx)
@@ -877,6 +881,15 @@ func (l *leader) publish(ctx context.Context) {
 	l.o.metrics.observeState(&l.clock, &l.state, l.o.opts.Config.ModelNames(), l.state.UpdatedAt)
 	if err := l.o.opts.Store.PutState(ctx, &l.state); err != nil && ctx.Err() == nil {
 		l.log.Warn("publishing state failed", "error", err)
+	}
+	// The direct route is open exactly while the active model serves:
+	// ready, or ready and checking its successor. Every stop closes it
+	// again first (closeDirect), so a failed write here is caught there.
+	serving := (l.state.Phase == jobstore.PhaseReady || l.state.Phase == jobstore.PhasePreflight) &&
+		l.state.Active != "" && l.backend.URL != ""
+	adm := jobstore.Admission{Open: serving, Model: l.state.Active, Backend: l.backend.URL}
+	if _, err := l.o.opts.Store.SetAdmission(ctx, l.state.Slot, l.gen, adm, l.o.opts.Config.Orchestrator.DrainTimeout); err != nil && ctx.Err() == nil {
+		l.log.Warn("publishing the direct route's admission failed", "error", err)
 	}
 	if sink := l.o.opts.StateSink; sink != nil {
 		if err := sink.PublishState(ctx, &l.state); err != nil && ctx.Err() == nil {

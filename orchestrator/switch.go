@@ -51,11 +51,14 @@ func (l *leader) switchModel(ctx, sctx context.Context, from string, to *config.
 	if !adopt {
 		// The stop runs under the term's context: an abandoned load
 		// still waits until the old model is gone.
-		if err := l.stopAll(ctx, from); err != nil {
+		direct, err := l.stopAll(ctx, from)
+		// Waiting for the gateways' direct requests is part of the drain.
+		rec.Drain += direct
+		if err != nil {
 			finish(Backend{}, fmt.Errorf("%w: %w", errStopFailed, err))
 			return
 		}
-		rec.Stop = now().Sub(begin)
+		rec.Stop = now().Sub(begin) - direct
 		if to == nil {
 			finish(Backend{}, nil)
 			return
@@ -115,38 +118,47 @@ func (l *leader) switchModel(ctx, sctx context.Context, from string, to *config.
 }
 
 // stopAll stops the drained model and every other model the runtime runs,
-// and waits until all are gone, bounded by stop_timeout.
-func (l *leader) stopAll(ctx context.Context, from string) error {
+// and waits until all are gone, bounded by stop_timeout. First the direct
+// route closes and its requests finish; it returns how long that took.
+func (l *leader) stopAll(ctx context.Context, from string) (time.Duration, error) {
+	direct, err := l.closeDirect(ctx)
+	if err != nil {
+		return direct, err
+	}
 	rt := l.o.opts.Runtime
 	ocfg := l.o.opts.Config.Orchestrator
 	stopCtx, cancel := context.WithTimeout(ctx, ocfg.StopTimeout)
 	defer cancel()
 	running, err := rt.Running(stopCtx)
 	if err != nil {
-		return fmt.Errorf("list running models: %w", err)
+		return direct, fmt.Errorf("list running models: %w", err)
 	}
 	if from != "" && !slices.Contains(running, from) {
 		running = append(running, from)
 	}
 	for _, m := range running {
 		if err := l.held.Check(stopCtx); err != nil {
-			return fmt.Errorf("lost leadership before stopping %s: %w", m, err)
+			return direct, fmt.Errorf("lost leadership before stopping %s: %w", m, err)
 		}
 		l.log.Info("stopping model", "model", m)
 		if err := rt.Stop(stopCtx, m); err != nil {
-			return fmt.Errorf("stop %s: %w", m, err)
+			return direct, fmt.Errorf("stop %s: %w", m, err)
 		}
 	}
 	for _, m := range running {
 		if err := rt.WaitStopped(stopCtx, m); err != nil {
-			return fmt.Errorf("wait for %s to stop (stop_timeout %s): %w", m, ocfg.StopTimeout, err)
+			return direct, fmt.Errorf("wait for %s to stop (stop_timeout %s): %w", m, ocfg.StopTimeout, err)
 		}
 	}
-	return nil
+	return direct, nil
 }
 
 // stopOne stops a model whose start failed and waits until it is gone.
 func (l *leader) stopOne(ctx context.Context, model string) error {
+	// An adopted model may still have direct requests of the term before.
+	if _, err := l.closeDirect(ctx); err != nil {
+		return err
+	}
 	rt := l.o.opts.Runtime
 	sctx, cancel := context.WithTimeout(ctx, l.o.opts.Config.Orchestrator.StopTimeout)
 	defer cancel()
@@ -269,6 +281,9 @@ func (l *leader) reconcile(ctx context.Context) error {
 	}
 	if len(stop) > 0 {
 		l.log.Warn("stopping models left running by an earlier leader", "models", stop, "adopting", keep)
+		if _, err := l.closeDirect(ctx); err != nil {
+			return err
+		}
 		stopCtx, cancel := context.WithTimeout(ctx, cfg.Orchestrator.StopTimeout)
 		defer cancel()
 		for _, m := range stop {
@@ -344,4 +359,65 @@ func (l *leader) pickAdoptee(ctx context.Context, running []string) string {
 		}
 	}
 	return candidates[0].Name
+}
+
+// closeDirect closes the direct route and waits until no gateway holds a
+// lease on it, so nothing is in flight to a backend about to be stopped
+// (invariant 2). Gateways finish their direct requests and let go; past
+// the drain deadline their leases run out on their own, and a gateway
+// cancels its requests before its lease does. It returns how long it
+// waited.
+func (l *leader) closeDirect(ctx context.Context) (time.Duration, error) {
+	store := l.o.opts.Store
+	slot := l.state.Slot
+	begin := time.Now()
+	var events chan struct{}
+	wctx, stop := context.WithCancel(ctx)
+	defer stop() // ends the subscription, if any
+	for {
+		n, err := store.SetAdmission(ctx, slot, l.gen, jobstore.Admission{}, l.o.opts.Config.Orchestrator.DrainTimeout)
+		if err != nil {
+			return time.Since(begin), fmt.Errorf("close the direct route: %w", err)
+		}
+		if n == 0 {
+			return time.Since(begin), nil
+		}
+		if events == nil {
+			// Subscribe, then look again (its first event is the
+			// resync): a release in between is not missed.
+			l.log.Info("waiting for gateways to finish their direct requests", "leases", n)
+			events = make(chan struct{}, 1)
+			sub := store.SubscribeReleases(wctx, slot)
+			go func() {
+				for {
+					if _, err := sub.Receive(wctx); err != nil {
+						return
+					}
+					select {
+					case events <- struct{}{}:
+					default: // a look is already due
+					}
+				}
+			}()
+			select {
+			case <-events:
+			case <-ctx.Done():
+				return time.Since(begin), ctx.Err()
+			}
+			continue
+		}
+		_, longest, err := store.LiveLeases(ctx, slot)
+		if err != nil {
+			return time.Since(begin), err
+		}
+		wait := time.NewTimer(longest + 10*time.Millisecond)
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return time.Since(begin), ctx.Err()
+		case <-wait.C:
+		case <-events:
+			wait.Stop()
+		}
+	}
 }

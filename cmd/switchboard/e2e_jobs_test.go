@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -236,26 +237,61 @@ func TestE2E_PreflightKeepsActiveModel(t *testing.T) {
 
 // A switch never cuts a stream: a request for another model waits until
 // the stream of the active model has finished, then the switch happens.
+// Both routes: straight to the backend under a lease, and through the
+// queue.
 func TestE2E_SwitchDrainsStreams(t *testing.T) {
-	e := startE2E(t, e2eOptions{flags: map[string][]string{"qwen3-30b": {"--tokens-per-second", "20"}}})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := e.chat(ctx, "qwen3-30b", "Qwen/Qwen3-30B-A3B", "warm", false); err != nil {
-		t.Fatal(err)
+	for _, route := range []string{"direct", "queue"} {
+		t.Run(route, func(t *testing.T) {
+			e := startE2E(t, e2eOptions{flags: map[string][]string{"qwen3-30b": {"--tokens-per-second", "20"}},
+				gatewayHCL: fmt.Sprintf("gateway {\n  direct_route = %v\n}\n", route == "direct")})
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := e.chat(ctx, "qwen3-30b", "Qwen/Qwen3-30B-A3B", "warm", false); err != nil {
+				t.Fatal(err)
+			}
+			streamDone := make(chan error, 1)
+			go func() { streamDone <- e.chat(ctx, "qwen3-30b", "Qwen/Qwen3-30B-A3B", "long stream", true) }()
+			waitBackendBusy(t, e, "qwen3-30b")
+			if err := e.chat(ctx, "gpt-oss120", "openai/gpt-oss-120b", "other model", false); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-streamDone:
+				if err != nil {
+					t.Fatalf("the stream was cut by the switch: %v", err)
+				}
+			default:
+				t.Fatal("the other model answered while the stream of the old one was still running")
+			}
+			if n := e.stack.Runtime.MaxAlive(); n != 1 {
+				t.Fatalf("max alive = %d", n)
+			}
+		})
 	}
-	streamDone := make(chan error, 1)
-	go func() { streamDone <- e.chat(ctx, "qwen3-30b", "Qwen/Qwen3-30B-A3B", "long stream", true) }()
-	waitRunning(t, e, "qwen3-30b")
-	if err := e.chat(ctx, "gpt-oss120", "openai/gpt-oss-120b", "other model", false); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-streamDone:
-		if err != nil {
-			t.Fatalf("the stream was cut by the switch: %v", err)
+}
+
+// waitBackendBusy waits until model's backend reports a request in its
+// batch (vllm:num_requests_running), whichever route sent it.
+func waitBackendBusy(t *testing.T, e *e2e, model string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := e.stack.Store.State(context.Background(), "e2e")
+		if err == nil && st != nil && st.Active == model && st.Backend != "" {
+			if resp, err := http.Get(st.Backend + "/metrics"); err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				for _, line := range strings.Split(string(b), "\n") {
+					if strings.HasPrefix(line, "vllm:num_requests_running") && !strings.HasSuffix(line, " 0") {
+						return
+					}
+				}
+			}
 		}
-	default:
-		t.Fatal("the other model answered while the stream of the old one was still running")
+		if time.Now().After(deadline) {
+			t.Fatalf("the backend of %s never had a request running", model)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -85,7 +85,8 @@ func TestE2E_OpenAISDK(t *testing.T) {
 		t.Fatalf("bad key err = %v", err)
 	}
 
-	// A client's own request id is echoed; the job id stays available.
+	// A client's own request id is echoed. The model is loaded, so the
+	// request took the direct route: no job record, so no job id.
 	req, _ := http.NewRequest(http.MethodPost, e.url+"/v1/completions", strings.NewReader(`{"model":"qwen3","prompt":"x","max_tokens":1}`))
 	req.Header.Set("Authorization", "Bearer sk-user")
 	req.Header.Set("X-Request-Id", "trace-abc.123")
@@ -94,8 +95,8 @@ func TestE2E_OpenAISDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.Header.Get("X-Request-Id") != "trace-abc.123" || !strings.HasPrefix(resp.Header.Get("X-Switchboard-Job-Id"), "job_") ||
-		resp.Header.Get("X-Switchboard-Model-State") != "hit" {
+	if resp.Header.Get("X-Request-Id") != "trace-abc.123" || resp.Header.Get("X-Switchboard-Job-Id") != "" ||
+		resp.Header.Get("X-Switchboard-Route") != "direct" || resp.Header.Get("X-Switchboard-Model-State") != "hit" {
 		t.Fatalf("headers = %v", resp.Header)
 	}
 }

@@ -29,6 +29,7 @@ func Default() *Config {
 	return &Config{
 		Gateway: Gateway{
 			HealthOpen:      true,
+			DirectRoute:     true,
 			Listen:          "127.0.0.1:8000",
 			MaxRequestBytes: 16 << 20,
 		},
@@ -213,6 +214,7 @@ type gatewayFile struct {
 
 type gatewayBlock struct {
 	HealthOpen           *bool     `hcl:"health_open,optional"`
+	DirectRoute          *bool     `hcl:"direct_route,optional"`
 	AdminViaFunnel       *bool     `hcl:"admin_via_funnel,optional"`
 	CORSOrigins          []string  `hcl:"cors_origins,optional"`
 	KeysFile             *string   `hcl:"keys_file,optional"`
@@ -320,6 +322,9 @@ func (l *loader) applyGateway(gf *gatewayFile) {
 		}
 		if b.HealthOpen != nil {
 			c.Gateway.HealthOpen = *b.HealthOpen
+		}
+		if b.DirectRoute != nil {
+			c.Gateway.DirectRoute = *b.DirectRoute
 		}
 		c.Gateway.CORSOrigins = b.CORSOrigins
 		if b.MaxRequestBytes != nil {

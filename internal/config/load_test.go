@@ -76,6 +76,7 @@ func TestLoad_FullGateway(t *testing.T) {
 			`  max_request_bytes = 1024`,
 			`  health_open       = false`,
 			`  admin_via_funnel  = true`,
+			`  direct_route      = false`,
 			`  cors_origins      = ["https://app.example"]`,
 			`}`,
 			`redis {`,

@@ -65,6 +65,10 @@ type Gateway struct {
 	// CORSOrigins lists the browser origins allowed to call the API ("*"
 	// for any); empty means no CORS headers.
 	CORSOrigins []string
+	// DirectRoute (default on) sends sync and streaming requests for the
+	// ready active model straight to its backend under a lease, without
+	// a job record; off, every request goes through the queue.
+	DirectRoute bool
 }
 
 // Redis configures the job store connection.

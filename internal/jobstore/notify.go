@@ -15,8 +15,9 @@ type Event struct {
 	// Resync is set when the subscription was (re)established: messages
 	// may have been missed, so the subscriber must re-read what it needs.
 	Resync bool
-	// Kind is 'c' (chunk), 'd' (done), 'w' (wake: Model has work) or 'x'
-	// (cancel: JobID should be aborted).
+	// Kind is 'c' (chunk), 'd' (done), 'w' (wake: Model has work), 'x'
+	// (cancel: JobID should be aborted), 'a' (the direct route's admission
+	// changed) or 'r' (a direct-route lease was released).
 	Kind    byte
 	JobID   string
 	ChunkID string
@@ -102,6 +103,12 @@ func (sub *Subscriber) parse(m *redis.Message) (Event, bool) {
 	case sub.s.cancelChannel():
 		id, hard := strings.CutSuffix(m.Payload, "|hard")
 		return Event{Kind: 'x', JobID: id, Hard: hard}, true
+	}
+	if strings.HasPrefix(m.Channel, sub.s.admissionChannel("")) {
+		return Event{Kind: 'a'}, true
+	}
+	if strings.HasPrefix(m.Channel, sub.s.releasedChannel("")) {
+		return Event{Kind: 'r'}, true
 	}
 	kind, rest, ok := strings.Cut(m.Payload, "|")
 	if !ok || len(kind) != 1 {
