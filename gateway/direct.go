@@ -206,6 +206,10 @@ func (d *directRoute) renew(ctx context.Context) {
 	d.cur = nil
 	if g.Open && g.Granted > 0 {
 		l := d.leases[g.Epoch]
+		if l != nil && (l.model != g.Model || l.backend != g.Backend) {
+			d.dropLocked(l) // not the admission it was granted on
+			l = nil
+		}
 		if l == nil {
 			lctx, cancel := context.WithCancelCause(context.Background())
 			l = &lease{epoch: g.Epoch, model: g.Model, backend: g.Backend, ctx: lctx, cancel: cancel}

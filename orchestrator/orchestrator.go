@@ -431,6 +431,7 @@ func (l *leader) step(ctx context.Context) error {
 		}
 		l.armSweep(queues)
 		l.failQuarantined(ctx, queues)
+		l.noteDirectUse(ctx)
 		in := l.input(queues)
 		if l.preflighting {
 			// The active model serves on while its successor is checked.
@@ -535,6 +536,17 @@ func (l *leader) fastDispatch(ctx context.Context) bool {
 	// finish. A short one drained the queue.
 	l.backlog = n == free
 	return true
+}
+
+// noteDirectUse counts the gateways' direct requests as activity, for
+// the idle-unload rule (they report it with their lease renewals).
+func (l *leader) noteDirectUse(ctx context.Context) {
+	if l.o.opts.Config.Scheduler.IdleUnloadAfter <= 0 || l.state.Active == "" {
+		return
+	}
+	if used, err := l.o.opts.Store.LastDirectUse(ctx, l.state.Slot); err == nil && used.After(l.lastActivity) {
+		l.lastActivity = used
+	}
 }
 
 // noteDispatch records activity for the idle-unload rule.
@@ -815,10 +827,7 @@ func (l *leader) beat(ctx context.Context) {
 	}
 	if l.state.Phase == jobstore.PhaseReady {
 		l.describe(ctx)
-		// Direct requests are activity too, for the idle rule.
-		if used, err := l.o.opts.Store.LastDirectUse(ctx, l.state.Slot); err == nil && used.After(l.lastActivity) {
-			l.lastActivity = used
-		}
+		l.noteDirectUse(ctx)
 	}
 	l.settleStray(ctx)
 	l.publish(ctx)

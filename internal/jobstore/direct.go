@@ -73,7 +73,10 @@ local changed = cur[1] ~= ARGV[1] or (cur[2] or '0') ~= ARGV[2] or (cur[3] or ''
 if changed then
   if ARGV[2] == '1' then
     -- Every opening is a new epoch: leases name the epoch they serve.
-    redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+    -- It never repeats, even after Redis lost the hash (a clock reading).
+    local e = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0') + 1
+    if e < now then e = now end
+    redis.call('HSET', KEYS[1], 'epoch', e)
     redis.call('HSET', KEYS[1], 'gen', ARGV[1], 'open', '1', 'model', ARGV[3], 'backend', ARGV[4])
     redis.call('HDEL', KEYS[1], 'drain_until')
   elseif cur[2] ~= '0' then

@@ -27,9 +27,10 @@ func TestDirect_LeaseLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	g, err = s.RenewLease(ctx, slot, "gw1", 2*time.Second, true, nil)
-	if err != nil || !g.Open || g.Epoch != 1 || g.Model != "m" || g.Backend != "http://b" || g.Granted != 2*time.Second {
+	if err != nil || !g.Open || g.Epoch <= 0 || g.Model != "m" || g.Backend != "http://b" || g.Granted != 2*time.Second {
 		t.Fatalf("renew on open admission = %+v, %v", g, err)
 	}
+	epoch := g.Epoch
 	if n, left, err := s.LiveLeases(ctx, slot); err != nil || n != 1 || left <= 0 || left > 2*time.Second {
 		t.Fatalf("live leases = %d, %s, %v", n, left, err)
 	}
@@ -48,20 +49,20 @@ func TestDirect_LeaseLifecycle(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("close = %d, %v", n, err)
 	}
-	g, err = s.RenewLease(ctx, slot, "gw1", 10*time.Second, false, []int64{1})
+	g, err = s.RenewLease(ctx, slot, "gw1", 10*time.Second, false, []int64{epoch})
 	if err != nil || g.Open || g.Granted != 0 {
 		t.Fatalf("renew after close = %+v, %v", g, err)
 	}
-	if left := g.Held[1]; left <= 0 || left > 2*time.Second {
+	if left := g.Held[epoch]; left <= 0 || left > 2*time.Second {
 		t.Fatalf("held lease after close has %s left; want at most the earlier grant", left)
 	}
-	g2, err := s.RenewLease(ctx, slot, "gw2", 10*time.Second, false, []int64{1})
-	if err != nil || g2.Held[1] != 0 {
+	g2, err := s.RenewLease(ctx, slot, "gw2", 10*time.Second, false, []int64{epoch})
+	if err != nil || g2.Held[epoch] != 0 {
 		t.Fatalf("a gateway without a lease got %+v, %v", g2, err)
 	}
 
 	// Released: the leader sees none.
-	if err := s.ReleaseLease(ctx, slot, jobstore.LeaseMember("gw1", 1)); err != nil {
+	if err := s.ReleaseLease(ctx, slot, jobstore.LeaseMember("gw1", epoch)); err != nil {
 		t.Fatal(err)
 	}
 	if n, _, err := s.LiveLeases(ctx, slot); err != nil || n != 0 {
