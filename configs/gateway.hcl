@@ -21,6 +21,13 @@ gateway {
   # Largest request body accepted, in bytes; long prompts and base64 images
   # fit, runaway uploads do not. [16777216 = 16 MiB]
   max_request_bytes = 16777216
+
+  # Sync and streaming requests for the model that is loaded and ready go
+  # straight to its backend under a lease this gateway renews in Redis
+  # (no job record, no queue hop); the leader closes the route and waits
+  # for those requests before any stop. Off: every request is a job in the
+  # queue (then each has a job id for /jobs/{id}). [true]
+  direct_route = true
 }
 
 redis {

@@ -3,27 +3,32 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
 // Gateway overhead: the same chat completion sent to the fake backend
-// directly and through the switchboard (gateway -> Redis -> orchestrator ->
-// backend -> Redis -> gateway), in the same run, at 1 and 16 concurrent
-// clients. The backend answers instantly (no TTFT, no pacing), so the
-// difference is the switchboard's own cost. Run: make bench.
+// directly and through the switchboard, in the same run, at 1, 16 and 128
+// concurrent clients, on both routes: direct (gateway -> backend under
+// the gateway's lease) and queue (gateway -> Redis -> orchestrator ->
+// backend -> Redis -> gateway). The backend answers instantly (no TTFT,
+// no pacing), so the difference is the switchboard's own cost. Run: make
+// bench.
 
 const benchBody = `{"model":"qwen3-30b","messages":[{"role":"user","content":"bench"}],"max_tokens":4}`
 
-func benchStack(b *testing.B) (gatewayURL, backendURL string) {
+func benchStack(b *testing.B, route string) (gatewayURL, backendURL string) {
 	b.Helper()
-	e := startE2E(b, e2eOptions{maxConcurrency: 64,
-		flags: map[string][]string{"qwen3-30b": {"--ttft", "0s", "--tokens-per-second", "0"}}})
+	e := startE2E(b, e2eOptions{maxConcurrency: 256,
+		gatewayHCL: fmt.Sprintf("gateway {\n  direct_route = %v\n}\n", route == "direct"),
+		flags:      map[string][]string{"qwen3-30b": {"--ttft", "0s", "--tokens-per-second", "0"}}})
 	// Load the model once; every measured request is a hit.
 	if err := e.chat(context.Background(), "qwen3-30b", "Qwen/Qwen3-30B-A3B", "warm", false); err != nil {
 		b.Fatal(err)
@@ -31,6 +36,22 @@ func benchStack(b *testing.B) (gatewayURL, backendURL string) {
 	st, err := e.stack.Store.State(context.Background(), "e2e")
 	if err != nil || st == nil {
 		b.Fatal(err)
+	}
+	// The gateway takes its lease on the direct route within a second.
+	for deadline := time.Now().Add(10 * time.Second); route == "direct"; {
+		resp, err := http.Post(e.url+"/v1/chat/completions", "application/json", strings.NewReader(benchBody))
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.Header.Get("X-Switchboard-Route") == "direct" {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("requests never took the direct route")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	return e.url, st.Backend
 }
@@ -81,25 +102,33 @@ func runLoad(b *testing.B, url, body string, n, c int) []time.Duration {
 func pct(lat []time.Duration, p float64) time.Duration { return lat[int(float64(len(lat)-1)*p)] }
 
 func BenchmarkOverhead(b *testing.B) {
-	gw, backend := benchStack(b)
-	for _, c := range []int{1, 16} {
-		b.Run("clients="+itoa(c), func(b *testing.B) {
-			n := max(b.N, 200)
-			// Direct and through the gateway, interleaved in one run.
-			direct := runLoad(b, backend+"/v1/chat/completions",
-				`{"model":"Qwen/Qwen3-30B-A3B","messages":[{"role":"user","content":"bench"}],"max_tokens":4}`, n, c)
-			b.ResetTimer()
-			begin := time.Now()
-			via := runLoad(b, gw+"/v1/chat/completions", benchBody, n, c)
-			elapsed := time.Since(begin)
-			b.StopTimer()
-			b.ReportMetric(float64(pct(direct, 0.5).Microseconds()), "direct-p50-us")
-			b.ReportMetric(float64(pct(direct, 0.99).Microseconds()), "direct-p99-us")
-			b.ReportMetric(float64(pct(via, 0.5).Microseconds()), "gw-p50-us")
-			b.ReportMetric(float64(pct(via, 0.99).Microseconds()), "gw-p99-us")
-			b.ReportMetric(float64((pct(via, 0.5) - pct(direct, 0.5)).Microseconds()), "added-p50-us")
-			b.ReportMetric(float64((pct(via, 0.99) - pct(direct, 0.99)).Microseconds()), "added-p99-us")
-			b.ReportMetric(float64(n)/elapsed.Seconds(), "gw-req/s")
+	for _, route := range []string{"direct", "queue"} {
+		b.Run("route="+route, func(b *testing.B) {
+			gw, backend := benchStack(b, route)
+			for _, c := range []int{1, 16, 128} {
+				b.Run("clients="+itoa(c), func(b *testing.B) {
+					n := max(b.N, 200)
+					// Direct and through the gateway, one after the other in
+					// one run.
+					begin := time.Now()
+					direct := runLoad(b, backend+"/v1/chat/completions",
+						`{"model":"Qwen/Qwen3-30B-A3B","messages":[{"role":"user","content":"bench"}],"max_tokens":4}`, n, c)
+					directElapsed := time.Since(begin)
+					b.ResetTimer()
+					begin = time.Now()
+					via := runLoad(b, gw+"/v1/chat/completions", benchBody, n, c)
+					elapsed := time.Since(begin)
+					b.StopTimer()
+					b.ReportMetric(float64(pct(direct, 0.5).Microseconds()), "direct-p50-us")
+					b.ReportMetric(float64(pct(direct, 0.99).Microseconds()), "direct-p99-us")
+					b.ReportMetric(float64(pct(via, 0.5).Microseconds()), "gw-p50-us")
+					b.ReportMetric(float64(pct(via, 0.99).Microseconds()), "gw-p99-us")
+					b.ReportMetric(float64((pct(via, 0.5) - pct(direct, 0.5)).Microseconds()), "added-p50-us")
+					b.ReportMetric(float64((pct(via, 0.99) - pct(direct, 0.99)).Microseconds()), "added-p99-us")
+					b.ReportMetric(float64(n)/directElapsed.Seconds(), "direct-req/s")
+					b.ReportMetric(float64(n)/elapsed.Seconds(), "gw-req/s")
+				})
+			}
 		})
 	}
 }
