@@ -208,6 +208,19 @@ func (s *Server) cachedState(ctx context.Context) (*jobstore.SlotState, error) {
 	if c := s.stateCache.Load(); c != nil && c.st != nil && c.st.Phase == jobstore.PhaseReady && time.Since(c.at) < stateTTL {
 		return c.st, nil
 	}
+	return s.freshState(ctx)
+}
+
+// estimateState is the slot state for estimates (ETAs), in any phase at
+// most stateTTL old: an async submission needs no fresher one.
+func (s *Server) estimateState(ctx context.Context) (*jobstore.SlotState, error) {
+	if c := s.stateCache.Load(); c != nil && time.Since(c.at) < stateTTL {
+		return c.st, nil
+	}
+	return s.freshState(ctx)
+}
+
+func (s *Server) freshState(ctx context.Context) (*jobstore.SlotState, error) {
 	st, err := s.store.State(ctx, s.cfg.Orchestrator.Slot)
 	if err != nil {
 		return nil, err

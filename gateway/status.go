@@ -210,7 +210,7 @@ func (s *Server) jobView(ctx context.Context, j *jobstore.Job) jobObject {
 // eta estimates when the job at pos in model's queue starts, from the
 // switch and job times the leader publishes.
 func (s *Server) eta(ctx context.Context, model string, pos int) time.Duration {
-	st, err := s.store.State(ctx, s.cfg.Orchestrator.Slot)
+	st, err := s.estimateState(ctx)
 	if err != nil || st == nil {
 		return 0
 	}
