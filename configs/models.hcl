@@ -16,7 +16,9 @@
 #                    (1..65535, required) and vllm_args (extra arguments)
 #   quantization     vLLM --quantization; leave out to let vLLM detect it
 #   max_concurrency  requests sent to the backend at once; vLLM batches
-#                    them [8]
+#                    them. Counted per route: each gateway sends up to this
+#                    many on the direct route, the orchestrator up to this
+#                    many from the queue (vLLM queues any excess) [8]
 #   memory           footprint the memory barrier waits for before starting
 #                    the model (B, KiB, MiB, GiB, TiB, or decimal KB, MB, GB,
 #                    TB). vLLM takes --gpu-memory-utilization of the
