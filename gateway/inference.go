@@ -57,22 +57,27 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if job.Mode == jobstore.ModeAsync {
-		id, err := s.store.EnqueueWith(r.Context(), job, s.limits(), r.Header.Get("Idempotency-Key"))
+		id, pos, err := s.store.EnqueueAt(r.Context(), job, s.limits(), r.Header.Get("Idempotency-Key"))
 		if err != nil {
 			s.writeErr(w, r, s.queueError(w, job.Model, err))
 			return
 		}
-		if id != job.ID { // the same Idempotency-Key again: the earlier job
-			if job, err = s.store.Get(r.Context(), id); err != nil {
-				s.writeErr(w, r, err)
-				return
-			}
-			w.Header().Set("X-Switchboard-Job-Id", job.ID)
-			if !validRequestID(r.Header.Get("X-Request-Id")) {
-				w.Header().Set("X-Request-Id", job.ID)
-			}
-			ri.jobID = job.ID
+		if id == job.ID {
+			// The usual case: the enqueue said where the job stands.
+			w.Header().Set("Location", "/jobs/"+job.ID)
+			writeJSON(w, http.StatusAccepted, s.jobViewAt(r.Context(), job, pos))
+			return
 		}
+		// The same Idempotency-Key again: the earlier job.
+		if job, err = s.store.Get(r.Context(), id); err != nil {
+			s.writeErr(w, r, err)
+			return
+		}
+		w.Header().Set("X-Switchboard-Job-Id", job.ID)
+		if !validRequestID(r.Header.Get("X-Request-Id")) {
+			w.Header().Set("X-Request-Id", job.ID)
+		}
+		ri.jobID = job.ID
 		w.Header().Set("Location", "/jobs/"+job.ID)
 		writeJSON(w, http.StatusAccepted, s.jobView(r.Context(), job))
 		return

@@ -187,6 +187,18 @@ type jobObject struct {
 // jobView renders j; a queued job gets its queue position and an estimate
 // of when it starts.
 func (s *Server) jobView(ctx context.Context, j *jobstore.Job) jobObject {
+	pos := 0
+	if j.Status == jobstore.StatusQueued {
+		if p, err := s.store.QueuePosition(ctx, j); err == nil {
+			pos = p
+		}
+	}
+	return s.jobViewAt(ctx, j, pos)
+}
+
+// jobViewAt is jobView for a job whose queue position is known (0: not
+// queued).
+func (s *Server) jobViewAt(ctx context.Context, j *jobstore.Job, pos int) jobObject {
 	v := jobObject{ID: j.ID, Object: "job", Status: string(j.Status), Model: j.ClientModel,
 		Created: j.Created.Unix(), Error: j.Error}
 	if !j.Started.IsZero() {
@@ -197,12 +209,10 @@ func (s *Server) jobView(ctx context.Context, j *jobstore.Job) jobObject {
 		t := j.Finished.Unix()
 		v.FinishedAt = &t
 	}
-	if j.Status == jobstore.StatusQueued {
-		if pos, err := s.store.QueuePosition(ctx, j); err == nil && pos > 0 {
-			v.QueuePosition = &pos
-			eta := s.eta(ctx, j.Model, pos).Seconds()
-			v.ETASeconds = &eta
-		}
+	if j.Status == jobstore.StatusQueued && pos > 0 {
+		v.QueuePosition = &pos
+		eta := s.eta(ctx, j.Model, pos).Seconds()
+		v.ETASeconds = &eta
 	}
 	return v
 }

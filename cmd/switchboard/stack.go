@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -38,6 +39,10 @@ type redisConn struct {
 
 // openRedis connects to cfg's Redis, or starts the embedded one when the
 // config names none and embedded use is allowed (the dev mode).
+// redisPoolSize is the Redis connection pool of a process unless the URL
+// sets pool_size.
+const redisPoolSize = 256
+
 func openRedis(ctx context.Context, cfg *config.Config, allowEmbedded bool, log hclog.Logger) (*redisConn, error) {
 	rc := &redisConn{}
 	url := cfg.Redis.URL
@@ -56,6 +61,13 @@ func openRedis(ctx context.Context, cfg *config.Config, allowEmbedded bool, log 
 	if err != nil {
 		rc.close()
 		return nil, fmt.Errorf("redis url: %w", err)
+	}
+	if !strings.Contains(url, "pool_size=") {
+		// go-redis defaults to 10 connections per CPU; a gateway holding
+		// hundreds of streams (each appending chunks) or taking thousands
+		// of submissions a second would queue for a connection instead
+		// of for Redis, which answers in microseconds.
+		opt.PoolSize = max(opt.PoolSize, redisPoolSize)
 	}
 	rc.client = redis.NewClient(opt)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -199,7 +199,7 @@ redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 if ARGV[8] == '1' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[7]) end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
-return {'ok', ARGV[1]}
+return {'ok', ARGV[1], tostring(redis.call('ZRANK', KEYS[2], ARGV[1]) + 1)}
 `)
 
 // Enqueue stores j as queued at the tail of its model's queue and wakes
@@ -215,8 +215,15 @@ func (s *Store) Enqueue(ctx context.Context, j *Job) error {
 // It returns the id of the job that stands for the request: j's, or the
 // earlier one's when the key was seen before.
 func (s *Store) EnqueueWith(ctx context.Context, j *Job, lim Limits, idemKey string) (string, error) {
+	id, _, err := s.EnqueueAt(ctx, j, lim, idemKey)
+	return id, err
+}
+
+// EnqueueAt is EnqueueWith that also returns the new job's 1-based queue
+// position, read in the same step (0 when the key named an earlier job).
+func (s *Store) EnqueueAt(ctx context.Context, j *Job, lim Limits, idemKey string) (string, int, error) {
 	if j.ID == "" || j.Model == "" {
-		return "", errors.New("enqueue: job needs an id and a model")
+		return "", 0, errors.New("enqueue: job needs an id and a model")
 	}
 	if j.Created.IsZero() {
 		j.Created = time.Now()
@@ -240,17 +247,20 @@ func (s *Store) EnqueueWith(ctx context.Context, j *Job, lim Limits, idemKey str
 		"created_us", micros(j.Created)}
 	res, err := enqueueScript.Run(ctx, s.rdb, keys, args...).StringSlice()
 	if err != nil {
-		return "", fmt.Errorf("enqueue job %s: %w", j.ID, err)
+		return "", 0, fmt.Errorf("enqueue job %s: %w", j.ID, err)
 	}
-	switch res[0] {
-	case "ok", "dup":
-		return res[1], nil
-	case "full":
+	switch {
+	case res[0] == "ok" && len(res) == 3:
+		pos, _ := strconv.Atoi(res[2])
+		return res[1], pos, nil
+	case res[0] == "dup":
+		return res[1], 0, nil
+	case res[0] == "full":
 		pending, _ := strconv.Atoi(res[2])
 		limit, _ := strconv.Atoi(res[3])
-		return "", &ErrQueueFull{Model: res[1], Pending: pending, Limit: limit}
+		return "", 0, &ErrQueueFull{Model: res[1], Pending: pending, Limit: limit}
 	}
-	return "", fmt.Errorf("enqueue job %s: unexpected answer %v", j.ID, res)
+	return "", 0, fmt.Errorf("enqueue job %s: unexpected answer %v", j.ID, res)
 }
 
 // QueuePosition returns the 1-based position of a queued job in its
