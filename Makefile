@@ -62,9 +62,12 @@ shellcheck:
 go-test:
 	$(GO) test -race -count=1 -timeout 15m ./...
 
-# Gateway overhead vs calling the fake backend directly, same run.
+# Every benchmark, each against its baseline from the same run (a few
+# minutes; docs/benchmarks.md). Each one bounds its own sample, so keep
+# -benchtime 1x; BENCH narrows it, e.g. make bench BENCH=Overhead.
+BENCH ?= .
 bench:
-	$(GO) test -run '^$$' -bench Overhead -benchtime 2000x ./cmd/switchboard/
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -timeout 15m ./cmd/switchboard/ ./orchestrator/ ./orchestrator/scheduler/sim/
 
 # Request parsing fuzzed briefly on every run (longer: FUZZTIME=5m).
 FUZZTIME ?= 10s
