@@ -118,7 +118,7 @@ func TestServer_NoLeaderGivesUp(t *testing.T) {
 	go func() { defer close(done); _ = s.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	rec := httptest.NewRecorder()
-	req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(`{"model":"m","messages":[]}`))
+	req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"x"}]}`))
 	s.Handler().ServeHTTP(rec, req)
 	if rec.Code != http.StatusGatewayTimeout || !strings.Contains(rec.Body.String(), "no_answer") {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body.String())

@@ -45,17 +45,17 @@ func hostile(r *rand.Rand, i int) (method, path, key, body string) {
 			body = `{"model":"qwen3","prompt":` + garbage(r.IntN(50)) + `}`
 		}
 	case 4:
-		body = fmt.Sprintf(`{"model":%d,"messages":[]}`, r.IntN(1000))
+		body = fmt.Sprintf(`{"model":%d,"messages":[{"role":"user","content":"x"}]}`, r.IntN(1000))
 	case 5:
 		body = `{"model":"qwen3","stream":"yes"}`
 	case 6:
-		body = fmt.Sprintf(`{"model":"nope-%d","messages":[]}`, r.IntN(1000))
+		body = fmt.Sprintf(`{"model":"nope-%d","messages":[{"role":"user","content":"x"}]}`, r.IntN(1000))
 	case 7:
 		key = "sk-bad-" + fmt.Sprint(r.IntN(1000))
-		body = `{"model":"qwen3","messages":[]}`
+		body = `{"model":"qwen3","messages":[{"role":"user","content":"x"}]}`
 	case 8:
 		key = ""
-		body = `{"model":"qwen3","messages":[]}`
+		body = `{"model":"qwen3","messages":[{"role":"user","content":"x"}]}`
 	case 9:
 		method = []string{http.MethodGet, http.MethodPut, http.MethodDelete, http.MethodPatch}[r.IntN(4)]
 		body = `{"model":"qwen3"}`
@@ -69,7 +69,7 @@ func hostile(r *rand.Rand, i int) (method, path, key, body string) {
 		}, path)
 		body = `{}`
 	case 11:
-		body = `{"model":"qwen3","stream":true,"async":true,"messages":[]}`
+		body = `{"model":"qwen3","stream":true,"async":true,"messages":[{"role":"user","content":"x"}]}`
 	}
 	return method, path, key, body
 }

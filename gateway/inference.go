@@ -132,6 +132,9 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*jobstore.Job, e
 	if req.Stream && r.URL.Path == "/v1/embeddings" {
 		return nil, openai.BadRequest("stream", "embeddings cannot be streamed")
 	}
+	if err := req.Validate(r.URL.Path); err != nil {
+		return nil, err
+	}
 	rewritten, err := openai.RewriteRequest(body, m.ServedName)
 	if err != nil {
 		return nil, err

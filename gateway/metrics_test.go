@@ -50,8 +50,8 @@ func TestServer_Metrics(t *testing.T) {
 		wantStatus int
 		route      string
 	}{
-		{"unknown model", http.MethodPost, "/v1/chat/completions", "sk-user", `{"model":"nope","messages":[]}`, http.StatusNotFound, "/v1/chat/completions"},
-		{"missing key", http.MethodPost, "/v1/chat/completions", "", `{"model":"m","messages":[]}`, http.StatusUnauthorized, "/v1/chat/completions"},
+		{"unknown model", http.MethodPost, "/v1/chat/completions", "sk-user", `{"model":"nope","messages":[{"role":"user","content":"x"}]}`, http.StatusNotFound, "/v1/chat/completions"},
+		{"missing key", http.MethodPost, "/v1/chat/completions", "", `{"model":"m","messages":[{"role":"user","content":"x"}]}`, http.StatusUnauthorized, "/v1/chat/completions"},
 		{"job by pattern", http.MethodGet, "/jobs/job_x", "sk-user", "", http.StatusNotFound, "/jobs/:id"},
 		{"unmatched path", http.MethodGet, "/no/such/route", "", "", http.StatusNotFound, "unmatched"},
 		{"metrics needs admin", http.MethodGet, "/metrics", "sk-user", "", http.StatusForbidden, "/metrics"},
@@ -107,7 +107,7 @@ func TestServer_QueueFullMetric(t *testing.T) {
 	}
 	for i, want := range []int{http.StatusAccepted, http.StatusTooManyRequests} {
 		req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions",
-			strings.NewReader(`{"model":"m","messages":[],"async":true}`))
+			strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"x"}],"async":true}`))
 		rec := httptest.NewRecorder()
 		s.Handler().ServeHTTP(rec, req)
 		if rec.Code != want {

@@ -253,6 +253,8 @@ type leader struct {
 
 	// clock splits the term's wall time into switching and serving.
 	clock slotClock
+	// resign, once set, ends the term with this error.
+	resign error
 }
 
 // Causes with which the leader aborts running jobs.
@@ -339,6 +341,9 @@ func (l *leader) run(ctx context.Context) error {
 		case p := <-l.progress:
 			l.fullStep.Store(true)
 			l.onProgress(ctx, p)
+			if l.resign != nil {
+				return l.resign
+			}
 		case url := <-l.lost:
 			l.fullStep.Store(true)
 			l.backendLost(ctx, url)
@@ -722,6 +727,14 @@ func (l *leader) onProgress(ctx context.Context, p switchProgress) {
 		return
 	}
 
+	if errors.Is(p.err, errNotLeader) {
+		// Not the model's fault, nor the waiters': keep them queued and
+		// end the term; the next leader (maybe this process again, once
+		// the lock is confirmed) reconciles what runs.
+		l.log.Error("leadership not confirmed during a switch; ending the term", "to_model", p.record.To, "error", p.err)
+		l.resign = p.err
+		return
+	}
 	l.switching, l.switchCancel = false, nil
 	l.state.Target = ""
 	rec := p.record
@@ -855,7 +868,10 @@ func (l *leader) settleStray(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		if r == jobstore.Sent || r == jobstore.Exhausted {
+		if done, err := store.StreamComplete(ctx, j.ID); (r == jobstore.Sent || r == jobstore.Exhausted) && err == nil && done {
+			_, _ = store.Finish(ctx, j.ID, jobstore.Outcome{Status: jobstore.StatusSucceeded, Generation: l.gen,
+				ResultStatus: http.StatusOK, ResultType: "text/event-stream"})
+		} else if r == jobstore.Sent || r == jobstore.Exhausted {
 			_, _ = store.Finish(ctx, j.ID, jobstore.Outcome{Status: jobstore.StatusFailed, Generation: l.gen,
 				Error: openai.Errorf(http.StatusServiceUnavailable, openai.TypeServer, "executor_lost", "",
 					"the request lost its executor after part of the answer was sent; retry the request")})

@@ -24,6 +24,11 @@ var ErrWedged = errors.New("slot wedged")
 // is not at fault (no quarantine) and nothing was started.
 var errStopFailed = errors.New("could not stop the running model")
 
+// errNotLeader marks a step refused because the lock could not be
+// confirmed (lost, or Consul out of reach): nobody is at fault, and the
+// term ends; the next leader reconciles and serves the queue.
+var errNotLeader = errors.New("leadership not confirmed")
+
 // switchModel runs one switch off the loop goroutine: stop everything that
 // runs (the drained active model and any stray one), wait until it is
 // gone, wait until its memory is back, start the target, wait until it is
@@ -138,7 +143,7 @@ func (l *leader) stopAll(ctx context.Context, from string) (time.Duration, error
 	}
 	for _, m := range running {
 		if err := l.held.Check(stopCtx); err != nil {
-			return direct, fmt.Errorf("lost leadership before stopping %s: %w", m, err)
+			return direct, fmt.Errorf("%w before stopping %s: %w", errNotLeader, m, err)
 		}
 		l.log.Info("stopping model", "model", m)
 		if err := rt.Stop(stopCtx, m); err != nil {
@@ -163,7 +168,7 @@ func (l *leader) stopOne(ctx context.Context, model string) error {
 	sctx, cancel := context.WithTimeout(ctx, l.o.opts.Config.Orchestrator.StopTimeout)
 	defer cancel()
 	if err := l.held.Check(sctx); err != nil {
-		return fmt.Errorf("lost leadership before stopping failed model: %w", err)
+		return fmt.Errorf("%w before stopping the failed model: %w", errNotLeader, err)
 	}
 	if err := rt.Stop(sctx, model); err != nil {
 		return fmt.Errorf("stop failed model: %w", err)
@@ -177,7 +182,7 @@ func (l *leader) stopOne(ctx context.Context, model string) error {
 func (l *leader) startAndWait(ctx context.Context, m *config.Model, adopt bool) (Backend, error) {
 	if !adopt {
 		if err := l.held.Check(ctx); err != nil {
-			return Backend{}, fmt.Errorf("lost leadership before starting %s: %w", m.Name, err)
+			return Backend{}, fmt.Errorf("%w before starting %s: %w", errNotLeader, m.Name, err)
 		}
 		l.log.Info("starting model", "model", m.Name)
 		if err := l.o.opts.Runtime.Start(ctx, m); err != nil {
@@ -244,6 +249,16 @@ func (l *leader) recoverOrphans(ctx context.Context) error {
 		case jobstore.Requeued:
 			l.log.Info("requeued a job orphaned by an earlier leader", "job_id", id)
 		case jobstore.Sent, jobstore.Exhausted:
+			if done, err := store.StreamComplete(ctx, id); err == nil && done {
+				// The leader died between relaying [DONE] and recording
+				// the outcome: the client has the whole answer.
+				if _, err := store.Finish(ctx, id, jobstore.Outcome{Status: jobstore.StatusSucceeded,
+					ResultStatus: http.StatusOK, ResultType: "text/event-stream"}); err != nil {
+					return err
+				}
+				l.log.Info("settled a stream the earlier leader had fully relayed", "job_id", id)
+				continue
+			}
 			msg := "the orchestrator serving this request stopped after part of the answer was sent; retry the request"
 			if r == jobstore.Exhausted {
 				msg = "the orchestrator stopped while serving this request several times; it was not retried again"

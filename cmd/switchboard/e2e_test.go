@@ -350,7 +350,7 @@ func TestE2E_ClientMistakes(t *testing.T) {
 	}{
 		{"invalid json", "/v1/chat/completions", `{"model":`, 400, "not valid JSON"},
 		{"not an object", "/v1/chat/completions", `[1,2]`, 400, "JSON object"},
-		{"missing model", "/v1/chat/completions", `{"messages":[]}`, 400, "model"},
+		{"missing model", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}]}`, 400, "model"},
 		{"model not a string", "/v1/chat/completions", `{"model":5}`, 400, "model"},
 		{"stream not a bool", "/v1/chat/completions", `{"model":"qwen3","stream":"yes"}`, 400, "stream"},
 		{"unknown model lists the available ones", "/v1/chat/completions", `{"model":"llama"}`, 404, "qwen3-30b"},

@@ -614,6 +614,20 @@ func (s *Store) Chunks(ctx context.Context, id, after string) ([]Chunk, error) {
 	return out, nil
 }
 
+// StreamComplete reports whether a streaming job's chunk log ends with
+// [DONE]: its client had the whole answer.
+func (s *Store) StreamComplete(ctx context.Context, id string) (bool, error) {
+	msgs, err := s.rdb.XRevRangeN(ctx, s.streamKey(id), "+", "-", 1).Result()
+	if err != nil {
+		return false, fmt.Errorf("read last chunk of job %s: %w", id, err)
+	}
+	if len(msgs) == 0 {
+		return false, nil
+	}
+	d, _ := msgs[0].Values["d"].(string)
+	return d == "[DONE]", nil
+}
+
 // Orphans lists running jobs claimed by a generation older than gen:
 // their executor died with its leader.
 func (s *Store) Orphans(ctx context.Context, gen int64) ([]string, error) {

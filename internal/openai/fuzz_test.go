@@ -13,7 +13,7 @@ import (
 // seeds are request shapes clients send, plus hostile ones.
 var seeds = []string{
 	`{"model":"m","messages":[{"role":"user","content":"hi"}]}`,
-	`{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[]}`,
+	`{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"x"}]}`,
 	`{"async":true,"model":"alias","prompt":"x","max_tokens":3}`,
 	`{"model":"a\"b\\c\u0000","tools":[{"model":"inner"}],"async":false}`,
 	`{"model":1}`, `[]`, `null`, `{"model":"m"`, `{}`, ``, `{"model":"m",}`,

@@ -17,7 +17,7 @@ func TestInspectRequest(t *testing.T) {
 		want    openai.Request
 		wantErr string // substring; "" means success
 	}{
-		{"plain", `{"model":"m","messages":[]}`, openai.Request{Model: "m"}, ""},
+		{"plain", `{"model":"m","messages":[{"role":"user","content":"x"}]}`, openai.Request{Model: "m"}, ""},
 		{"stream", `{"stream":true,"model":"m"}`, openai.Request{Model: "m", Stream: true}, ""},
 		{"async", `{"model":"m","async":true}`, openai.Request{Model: "m", Async: true}, ""},
 		{"null stream", `{"model":"m","stream":null}`, openai.Request{Model: "m"}, ""},
@@ -32,7 +32,7 @@ func TestInspectRequest(t *testing.T) {
 		{"numeric model", `{"model":1}`, openai.Request{}, "non-empty string"},
 		{"string stream", `{"model":"m","stream":"true"}`, openai.Request{}, "stream must be a boolean"},
 		{"stream and async", `{"model":"m","stream":true,"async":true}`, openai.Request{}, "cannot both"},
-		{"duplicate model", `{"model":"a","messages":[],"model":"b"}`, openai.Request{}, "appears 2 times"},
+		{"duplicate model", `{"model":"a","messages":[{"role":"user","content":"x"}],"model":"b"}`, openai.Request{}, "appears 2 times"},
 		{"too deep", `{"model":"m","x":` + strings.Repeat(`{"a":`, 70) + `1` + strings.Repeat(`}`, 70) + `}`, openai.Request{}, "nested deeper"},
 		{"brackets inside strings do not count", `{"model":"m","x":"` + strings.Repeat("[", 200) + `"}`, openai.Request{Model: "m"}, ""},
 	}
@@ -46,10 +46,51 @@ func TestInspectRequest(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tt.want {
+			if err != nil || got.Model != tt.want.Model || got.Stream != tt.want.Stream || got.Async != tt.want.Async {
 				t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// Validate refuses what the backend would refuse with 400, before the
+// request becomes a job or makes a model load.
+func TestValidate(t *testing.T) {
+	for _, tt := range []struct {
+		path, body, wantParam string // wantParam "" = valid
+	}{
+		{"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":16,"temperature":0.2,"stop":["x"],"logprobs":true}`, ""},
+		{"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"max_tokens":null}`, ""},
+		{"/v1/chat/completions", `{"model":"m"}`, "messages"},
+		{"/v1/chat/completions", `{"model":"m","messages":"hello"}`, "messages"},
+		{"/v1/chat/completions", `{"model":"m","messages":[]}`, "messages"},
+		{"/v1/chat/completions", `{"model":"m","messages":[1,2,3]}`, "messages"},
+		{"/v1/chat/completions", `{"model":"m","messages":{"role":"user"}}`, "messages"},
+		{"/v1/chat/completions", `{"model":"m","messages":[{"content":"no role"}]}`, "messages[0].role"},
+		{"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":"many"}`, "max_tokens"},
+		{"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":1.5}`, "max_tokens"},
+		{"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}`, "temperature"},
+		{"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"x"}],"stop":[1]}`, "stop"},
+		{"/v1/completions", `{"model":"m","prompt":"hi"}`, ""},
+		{"/v1/completions", `{"model":"m","prompt":[[1,2],[3]]}`, ""},
+		{"/v1/completions", `{"model":"m","prompt":5}`, "prompt"},
+		{"/v1/completions", `{"model":"m"}`, "prompt"},
+		{"/v1/completions", `{"model":"m","prompt":"x","logprobs":true}`, "logprobs"},
+		{"/v1/embeddings", `{"model":"m","input":["a","b"]}`, ""},
+		{"/v1/embeddings", `{"model":"m","input":[]}`, "input"},
+	} {
+		req, err := openai.InspectRequest([]byte(tt.body))
+		if err != nil {
+			t.Fatalf("%s: inspect: %v", tt.body, err)
+		}
+		err = req.Validate(tt.path)
+		var oe *openai.Error
+		switch {
+		case tt.wantParam == "" && err != nil:
+			t.Errorf("%s %s: %v, want valid", tt.path, tt.body, err)
+		case tt.wantParam != "" && (!errors.As(err, &oe) || oe.Status != http.StatusBadRequest || oe.Param == nil || *oe.Param != tt.wantParam):
+			t.Errorf("%s %s: %v, want 400 on %s", tt.path, tt.body, err, tt.wantParam)
+		}
 	}
 }
 

@@ -17,6 +17,8 @@ type Request struct {
 	Model  string
 	Stream bool
 	Async  bool
+
+	fields map[string]json.RawMessage
 }
 
 // InspectRequest validates body as a JSON object and reads model, stream
@@ -66,7 +68,85 @@ func InspectRequest(body []byte) (Request, error) {
 	if req.Stream && req.Async {
 		return req, BadRequest("async", "async and stream cannot both be true")
 	}
+	req.fields = fields
 	return req, nil
+}
+
+// Validate checks the fields the route needs and the types of the common
+// sampling fields, so a request the backend would refuse with 400 is
+// refused here, before it becomes a job or makes a model load.
+func (req Request) Validate(path string) error {
+	f := req.fields
+	switch path {
+	case "/v1/chat/completions":
+		var msgs []map[string]json.RawMessage
+		if err := json.Unmarshal(f["messages"], &msgs); err != nil || len(msgs) == 0 {
+			return BadRequest("messages", "messages must be a non-empty array of message objects")
+		}
+		for i, m := range msgs {
+			var role string
+			if m == nil || json.Unmarshal(m["role"], &role) != nil || role == "" {
+				return BadRequest(fmt.Sprintf("messages[%d].role", i), "every message needs a role (a non-empty string)")
+			}
+		}
+	case "/v1/completions":
+		if !stringOrArray(f["prompt"]) {
+			return BadRequest("prompt", "prompt must be a string or a non-empty array")
+		}
+	case "/v1/embeddings":
+		if !stringOrArray(f["input"]) {
+			return BadRequest("input", "input must be a string or a non-empty array")
+		}
+	}
+	for _, name := range []string{"max_tokens", "max_completion_tokens", "n", "top_k", "seed", "logprobs", "top_logprobs"} {
+		if raw, ok := f[name]; ok && !isNull(raw) && !isInteger(raw) {
+			if name == "logprobs" && path == "/v1/chat/completions" && isBool(raw) {
+				continue // a boolean in chat completions
+			}
+			return BadRequest(name, "%s must be an integer", name)
+		}
+	}
+	for _, name := range []string{"temperature", "top_p", "frequency_penalty", "presence_penalty", "min_p", "repetition_penalty"} {
+		if raw, ok := f[name]; ok && !isNull(raw) && !isNumber(raw) {
+			return BadRequest(name, "%s must be a number", name)
+		}
+	}
+	if raw, ok := f["stop"]; ok && !isNull(raw) {
+		var one string
+		var many []string
+		if json.Unmarshal(raw, &one) != nil && json.Unmarshal(raw, &many) != nil {
+			return BadRequest("stop", "stop must be a string or an array of strings")
+		}
+	}
+	return nil
+}
+
+func isNull(raw json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(raw), []byte("null")) }
+
+func isBool(raw json.RawMessage) bool {
+	var b bool
+	return json.Unmarshal(raw, &b) == nil
+}
+
+func isNumber(raw json.RawMessage) bool {
+	var n float64
+	return json.Unmarshal(raw, &n) == nil
+}
+
+func isInteger(raw json.RawMessage) bool {
+	var n float64
+	return json.Unmarshal(raw, &n) == nil && n == float64(int64(n))
+}
+
+// stringOrArray: a string, or a non-empty array (of strings, of token
+// ids, of arrays of token ids).
+func stringOrArray(raw json.RawMessage) bool {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return true
+	}
+	var a []json.RawMessage
+	return json.Unmarshal(raw, &a) == nil && len(a) > 0
 }
 
 // checkNesting refuses documents nested deeper than MaxNesting.
