@@ -12,7 +12,7 @@ HCLFMT        := github.com/hashicorp/hcl/v2/cmd/hclfmt@v2.25.0
 HCL_FILES      = $(shell find configs jobs.nomad.d terraform -type f \( -name '*.hcl' -o -name '*.tf' \) 2>/dev/null)
 SHELL_FILES    = $(shell find scripts .ci -type f \( -name '*.sh' -o -name run \) 2>/dev/null)
 
-.PHONY: bench fuzz-short test-real build build-arm64 run test fmt-check vet lint tidy-check check-deps hcl-check shellcheck go-test clean
+.PHONY: bench fuzz-short test-faults test-real build build-arm64 run test fmt-check vet lint tidy-check check-deps hcl-check shellcheck go-test clean
 
 build: ## build bin/switchboard for this machine
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/switchboard
@@ -68,6 +68,13 @@ go-test:
 BENCH ?= .
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -timeout 15m ./cmd/switchboard/ ./orchestrator/ ./orchestrator/scheduler/sim/
+
+# The fault-injection suite in its long form: the full multi-process stack
+# (2 gateways, leader + standby, fakes, redis-server, mockllm), every fault
+# of docs/faults.md, the leader SIGKILLed ~20 times. make test runs the
+# short form (go-test). FAULTS_LOGS=1 dumps every process log.
+test-faults:
+	$(GO) test -race -count=1 -timeout 30m -run TestFaultSuite ./cmd/switchboard/ -faults.full
 
 # Request parsing fuzzed briefly on every run (longer: FUZZTIME=5m).
 FUZZTIME ?= 10s

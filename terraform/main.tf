@@ -81,38 +81,45 @@ data "consul_acl_token_secret_id" "orchestrator" {
 
 # Where the deployment keeps things, for operators and the scripts
 # (`consul kv get llm-switchboard/deployment/hf_cache_dir`). The switchboard
-# itself writes only the lock and state keys.
+# itself writes only the lock and state keys. delete = true: consul_keys
+# leaves a key in Consul on destroy (or when its block goes) unless told.
 resource "consul_keys" "defaults" {
   datacenter = var.datacenter
 
   key {
-    path  = "${var.kv_prefix}deployment/namespace"
-    value = nomad_namespace.llm.name
+    path   = "${var.kv_prefix}deployment/namespace"
+    value  = nomad_namespace.llm.name
+    delete = true
   }
 
   key {
-    path  = "${var.kv_prefix}deployment/gateway_url"
-    value = local.gateway_url
+    path   = "${var.kv_prefix}deployment/gateway_url"
+    value  = local.gateway_url
+    delete = true
   }
 
   key {
-    path  = "${var.kv_prefix}deployment/redis_url"
-    value = local.redis_url
+    path   = "${var.kv_prefix}deployment/redis_url"
+    value  = local.redis_url
+    delete = true
   }
 
   key {
-    path  = "${var.kv_prefix}deployment/redis_data_dir"
-    value = var.redis_data_dir
+    path   = "${var.kv_prefix}deployment/redis_data_dir"
+    value  = var.redis_data_dir
+    delete = true
   }
 
   key {
-    path  = "${var.kv_prefix}deployment/hf_cache_dir"
-    value = var.hf_cache_dir
+    path   = "${var.kv_prefix}deployment/hf_cache_dir"
+    value  = var.hf_cache_dir
+    delete = true
   }
 
   key {
-    path  = "${var.kv_prefix}deployment/vllm_cache_dir"
-    value = var.vllm_cache_dir
+    path   = "${var.kv_prefix}deployment/vllm_cache_dir"
+    value  = var.vllm_cache_dir
+    delete = true
   }
 }
 
