@@ -73,8 +73,11 @@ bench:
 # (2 gateways, leader + standby, fakes, redis-server, mockllm), every fault
 # of docs/faults.md, the leader SIGKILLed ~20 times. make test runs the
 # short form (go-test). FAULTS_LOGS=1 dumps every process log.
+FAULTS_LOG ?= $(or $(TMPDIR),/tmp)/llm-switchboard-faults.log
 test-faults:
-	$(GO) test -race -count=1 -timeout 30m -run TestFaultSuite ./cmd/switchboard/ -faults.full
+	@echo "full log: $(FAULTS_LOG)"
+	$(GO) test -race -count=1 -timeout 30m -v -run TestFaultSuite ./cmd/switchboard/ -faults.full 2>&1 \
+		| tee $(FAULTS_LOG) | grep -E '^ *(--- |FAIL|ok|PASS)|FAULT SUITE|fault suite summary|INVARIANT|panic'
 
 # Request parsing fuzzed briefly on every run (longer: FUZZTIME=5m).
 FUZZTIME ?= 10s
