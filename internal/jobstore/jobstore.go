@@ -78,6 +78,9 @@ type Job struct {
 	Result       []byte
 	// Error says why the job failed or was canceled.
 	Error *openai.Error
+
+	// chunkSeq counts the chunks an executor appended (AppendChunk).
+	chunkSeq int64
 }
 
 // Stream reports whether the backend answers this job with SSE.
@@ -365,6 +368,7 @@ while #out < n * 4 do
   local jk = ARGV[4] .. id
   if redis.call('HGET', jk, 'status') == 'queued' then
     redis.call('HSET', jk, 'status', 'running', 'started_us', ARGV[3], 'generation', ARGV[2])
+    redis.call('HDEL', jk, 'chunk_seq')
     redis.call('ZADD', KEYS[2], ARGV[2], id)
     local f = redis.call('HMGET', jk, 'path', 'mode', 'notify', 'body')
     table.insert(out, id)
@@ -405,9 +409,13 @@ func (s *Store) Claim(ctx context.Context, slot, model string, n int, gen int64)
 // appendScript adds one chunk to a job's log and, when a gateway waits,
 // publishes it there with the chunk's id so the gateway can deduplicate
 // against a resync from the log.
+// ARGV[7] numbers the chunk within the execution: a call repeated after a
+// lost reply (go-redis retries when Redis restarts) appends nothing twice.
 var appendScript = redis.NewScript(`
-local f = redis.call('HMGET', KEYS[2], 'status', 'generation')
+local f = redis.call('HMGET', KEYS[2], 'status', 'generation', 'chunk_seq')
 if f[1] ~= 'running' or f[2] ~= ARGV[6] then return false end
+if tonumber(ARGV[7]) <= tonumber(f[3] or '0') then return 'dup' end
+redis.call('HSET', KEYS[2], 'chunk_seq', ARGV[7])
 local eid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'd', ARGV[5])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 if ARGV[3] ~= '' then
@@ -421,11 +429,13 @@ return eid
 var ErrFenced = errors.New("job no longer owned by this executor")
 
 // AppendChunk appends one SSE payload to the job's chunk log, if the job
-// still runs under j's generation.
+// still runs under j's generation. j is the executor's claimed copy: it
+// counts the chunks, so a retried append is not logged twice.
 func (s *Store) AppendChunk(ctx context.Context, j *Job, data []byte) error {
 	ttl := int64(s.opts.ResultTTL / time.Second)
+	j.chunkSeq++
 	err := appendScript.Run(ctx, s.rdb, []string{s.streamKey(j.ID), s.jobKey(j.ID)},
-		s.opts.StreamMaxLen, ttl, j.Notify, j.ID, data, j.Generation).Err()
+		s.opts.StreamMaxLen, ttl, j.Notify, j.ID, data, j.Generation, j.chunkSeq).Err()
 	if errors.Is(err, redis.Nil) {
 		return ErrFenced
 	}
