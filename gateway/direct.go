@@ -27,8 +27,8 @@ import (
 // come every leaseRenew, so two can fail before a lease runs out. A dead
 // gateway's lease delays a switch by at most leaseTTL.
 const (
-	leaseTTL   = 3 * time.Second
-	leaseRenew = time.Second
+	leaseTTL   = jobstore.LeaseTTL
+	leaseRenew = jobstore.LeaseRenew
 )
 
 // errLeaseLost cancels the direct requests of a lease that ran out.
@@ -170,10 +170,13 @@ func (d *directRoute) run(ctx context.Context) {
 func (d *directRoute) renew(ctx context.Context) {
 	d.mu.Lock()
 	held := make([]int64, 0, len(d.leases))
-	for e := range d.leases {
-		held = append(held, e)
-	}
 	used := d.used
+	for e, l := range d.leases {
+		held = append(held, e)
+		// A long generation in flight is use too: the idle rule must not
+		// unload its model under it.
+		used = used || l.inflight > 0
+	}
 	d.used = false
 	d.mu.Unlock()
 
@@ -301,9 +304,17 @@ func (s *Server) serveDirect(w http.ResponseWriter, r *http.Request, job *jobsto
 		return true
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Request-Id", w.Header().Get("X-Request-Id"))
+	// The backend sees our unique id, as on the queue route: a client
+	// reusing its own id must not collide in vLLM.
+	req.Header.Set("X-Request-Id", job.ID)
 	if job.Stream() {
 		req.Header.Set("Accept", "text/event-stream")
+	}
+	if l.ctx.Err() != nil {
+		// The lease ran out since it was taken (the AfterFunc above
+		// cancels asynchronously): send nothing.
+		s.writeErr(w, r, s.directAborted(ctx))
+		return true
 	}
 	resp, err := s.direct.client.Do(req)
 	if err != nil {

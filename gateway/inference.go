@@ -42,8 +42,10 @@ func (s *Server) inference(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("X-Switchboard-Route", "direct")
 			w.Header().Set("X-Switchboard-Model-State", "hit")
 			ri.jobID = ""
-			served := s.serveDirect(w, r, job, l)
-			s.direct.done(l)
+			served := func() bool {
+				defer s.direct.done(l)
+				return s.serveDirect(w, r, job, l)
+			}()
 			if served {
 				return
 			}

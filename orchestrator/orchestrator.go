@@ -913,7 +913,7 @@ func (l *leader) publish(ctx context.Context) {
 	serving := (l.state.Phase == jobstore.PhaseReady || l.state.Phase == jobstore.PhasePreflight) &&
 		l.state.Active != "" && l.backend.URL != ""
 	adm := jobstore.Admission{Open: serving, Model: l.state.Active, Backend: l.backend.URL}
-	if _, err := l.o.opts.Store.SetAdmission(ctx, l.state.Slot, l.gen, adm, l.o.opts.Config.Orchestrator.DrainTimeout); err != nil && ctx.Err() == nil {
+	if _, _, err := l.o.opts.Store.SetAdmission(ctx, l.state.Slot, l.gen, adm, l.o.opts.Config.Orchestrator.DrainTimeout); err != nil && ctx.Err() == nil {
 		l.log.Warn("publishing the direct route's admission failed", "error", err)
 	}
 	if sink := l.o.opts.StateSink; sink != nil {

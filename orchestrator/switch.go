@@ -390,9 +390,24 @@ func (l *leader) closeDirect(ctx context.Context) (time.Duration, error) {
 	wctx, stop := context.WithCancel(ctx)
 	defer stop() // ends the subscription, if any
 	for {
-		n, err := store.SetAdmission(ctx, slot, l.gen, jobstore.Admission{}, l.o.opts.Config.Orchestrator.DrainTimeout)
+		n, sinceRestart, err := store.SetAdmission(ctx, slot, l.gen, jobstore.Admission{}, l.o.opts.Config.Orchestrator.DrainTimeout)
+		if errors.Is(err, jobstore.ErrStaleLeader) {
+			return time.Since(begin), fmt.Errorf("%w: close the direct route: %w", errNotLeader, err)
+		}
 		if err != nil {
 			return time.Since(begin), fmt.Errorf("close the direct route: %w", err)
+		}
+		if forgotten := jobstore.LeaseTTL + jobstore.LeaseRenew; n == 0 && sinceRestart < forgotten {
+			// Redis restarted (or lost the admission) a moment ago: a
+			// lease renewed just before may be missing from the count,
+			// while its gateway still counts on it. Wait it out.
+			l.log.Info("Redis restarted recently; waiting out the direct route's leases it may have lost", "wait", forgotten-sinceRestart)
+			select {
+			case <-ctx.Done():
+				return time.Since(begin), ctx.Err()
+			case <-time.After(forgotten - sinceRestart):
+			}
+			continue
 		}
 		if n == 0 {
 			return time.Since(begin), nil

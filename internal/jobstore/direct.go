@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -27,6 +28,17 @@ import (
 // expiry in Redis server milliseconds). Channels: admission-changed:{slot}
 // (for gateways) and released:{slot} (a lease let go, for the
 // leader).
+
+// Lease timing, shared by gateways (who renew) and the leader (who must
+// assume a lease Redis forgot may still be held that long): a lease lasts
+// LeaseTTL from each renewal, renewals come every LeaseRenew.
+const (
+	LeaseTTL   = 3 * time.Second
+	LeaseRenew = time.Second
+)
+
+// ErrStaleLeader means a newer leader generation owns the slot.
+var ErrStaleLeader = errors.New("a newer leader generation owns the slot")
 
 // Admission is what the leader grants gateways.
 type Admission struct {
@@ -61,14 +73,27 @@ func LeaseMember(instance string, epoch int64) string {
 }
 
 // setAdmissionScript opens or closes admission, fenced by generation.
-// KEYS: admission hash, leases set. ARGV: gen, open ("1"/"0"), model,
-// backend, drain ms, channel. Returns the number of live leases, or -1
-// when a newer generation owns the admission.
+// KEYS: admission hash, leases set, the slot's generation counter. ARGV:
+// gen, open ("1"/"0"), model, backend, drain ms, channel, Redis run id.
+// Returns {live leases, ms since Redis was seen to restart (or lose the
+// hash)}, or {-1} when a newer generation owns the slot.
 var setAdmissionScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local cur = redis.call('HMGET', KEYS[1], 'gen', 'open', 'model', 'backend')
-if tonumber(cur[1] or '0') > tonumber(ARGV[1]) then return -1 end
+local cur = redis.call('HMGET', KEYS[1], 'gen', 'open', 'model', 'backend', 'run', 'run_since')
+if tonumber(cur[1] or '0') > tonumber(ARGV[1]) or tonumber(redis.call('GET', KEYS[3]) or '0') > tonumber(ARGV[1]) then
+  return {-1}
+end
+-- A restarted Redis may have lost the last lease renewals (and with the
+-- hash, all of them): the leader must then wait out a whole lease. A
+-- missing hash under the first generation is a fresh Redis: nothing to
+-- wait for.
+local since = tonumber(cur[6] or '0')
+if cur[5] ~= ARGV[7] then
+  since = 0
+  if cur[5] or tonumber(ARGV[1]) > 1 then since = now end
+  redis.call('HSET', KEYS[1], 'run', ARGV[7], 'run_since', since)
+end
 local changed = cur[1] ~= ARGV[1] or (cur[2] or '0') ~= ARGV[2] or (cur[3] or '') ~= ARGV[3] or (cur[4] or '') ~= ARGV[4]
 if changed then
   if ARGV[2] == '1' then
@@ -89,27 +114,49 @@ if changed then
   redis.call('PUBLISH', ARGV[6], ARGV[2])
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-return redis.call('ZCARD', KEYS[2])
+return {redis.call('ZCARD', KEYS[2]), now - since}
 `)
 
 // SetAdmission opens admission to the direct route for model at backend
 // for the leader of generation gen, or closes it (open false) giving leases drain to
-// finish. A newer generation's admission is left alone (ErrFenced). It
-// returns the number of live leases.
-func (s *Store) SetAdmission(ctx context.Context, slot string, gen int64, a Admission, drain time.Duration) (int, error) {
+// finish. A newer generation's admission is left alone (ErrStaleLeader).
+// It returns the number of live leases and how long ago Redis was first
+// seen restarted (or without the admission hash): leases renewed just
+// before that may be missing from the count.
+func (s *Store) SetAdmission(ctx context.Context, slot string, gen int64, a Admission, drain time.Duration) (int, time.Duration, error) {
 	open := "0"
 	if a.Open {
 		open = "1"
 	}
-	n, err := setAdmissionScript.Run(ctx, s.rdb, []string{s.admissionKey(slot), s.leasesKey(slot)},
-		gen, open, a.Model, a.Backend, drain.Milliseconds(), s.admissionChannel(slot)).Int()
+	run := s.runID(ctx)
+	v, err := setAdmissionScript.Run(ctx, s.rdb, []string{s.admissionKey(slot), s.leasesKey(slot), s.genKey(slot)},
+		gen, open, a.Model, a.Backend, drain.Milliseconds(), s.admissionChannel(slot), run).Int64Slice()
 	if err != nil {
-		return 0, fmt.Errorf("set admission: %w", err)
+		return 0, 0, fmt.Errorf("set admission: %w", err)
 	}
-	if n < 0 {
-		return 0, ErrFenced
+	if len(v) == 0 || v[0] < 0 {
+		return 0, 0, ErrStaleLeader
 	}
-	return n, nil
+	if len(v) != 2 {
+		return 0, 0, fmt.Errorf("set admission: unexpected reply %v", v)
+	}
+	return int(v[0]), time.Duration(v[1]) * time.Millisecond, nil
+}
+
+// runID identifies the Redis process: it changes when Redis restarts.
+// "unknown" when Redis does not say (the embedded one) or cannot be asked
+// (the script that follows reports that error).
+func (s *Store) runID(ctx context.Context) string {
+	info, err := s.rdb.Info(ctx, "server").Result()
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "run_id:"); ok {
+			return v
+		}
+	}
+	return "unknown"
 }
 
 // liveLeasesScript drops expired leases and reports how many remain and

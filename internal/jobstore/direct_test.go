@@ -23,7 +23,7 @@ func TestDirect_LeaseLifecycle(t *testing.T) {
 		t.Fatalf("renew before any admission = %+v, %v", g, err)
 	}
 
-	if _, err := s.SetAdmission(ctx, slot, 3, a, time.Minute); err != nil {
+	if _, _, err := s.SetAdmission(ctx, slot, 3, a, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	g, err = s.RenewLease(ctx, slot, "gw1", 2*time.Second, true, nil)
@@ -39,13 +39,13 @@ func TestDirect_LeaseLifecycle(t *testing.T) {
 	}
 
 	// A paused older leader cannot reopen or close a newer admission.
-	if _, err := s.SetAdmission(ctx, slot, 2, jobstore.Admission{}, time.Minute); !errors.Is(err, jobstore.ErrFenced) {
-		t.Fatalf("stale close = %v, want ErrFenced", err)
+	if _, _, err := s.SetAdmission(ctx, slot, 2, jobstore.Admission{}, time.Minute); !errors.Is(err, jobstore.ErrStaleLeader) {
+		t.Fatalf("stale close = %v, want ErrStaleLeader", err)
 	}
 
 	// Closed with a short drain: the held lease extends to the drain
 	// deadline at most, and no new one is granted.
-	n, err := s.SetAdmission(ctx, slot, 3, jobstore.Admission{Model: "m", Backend: "http://b"}, 300*time.Millisecond)
+	n, _, err := s.SetAdmission(ctx, slot, 3, jobstore.Admission{Model: "m", Backend: "http://b"}, 300*time.Millisecond)
 	if err != nil || n != 1 {
 		t.Fatalf("close = %d, %v", n, err)
 	}
@@ -70,7 +70,7 @@ func TestDirect_LeaseLifecycle(t *testing.T) {
 	}
 
 	// A lease nobody renews expires by itself.
-	if _, err := s.SetAdmission(ctx, slot, 4, a, time.Minute); err != nil {
+	if _, _, err := s.SetAdmission(ctx, slot, 4, a, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.RenewLease(ctx, slot, "gw3", 100*time.Millisecond, false, nil); err != nil {
@@ -108,11 +108,11 @@ func TestDirect_Notifications(t *testing.T) {
 	}
 	a := jobstore.Admission{Open: true, Model: "m", Backend: "http://b"}
 	for range 3 { // the same admission again is no change
-		if _, err := s.SetAdmission(ctx, "s", 1, a, time.Minute); err != nil {
+		if _, _, err := s.SetAdmission(ctx, "s", 1, a, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.SetAdmission(ctx, "s", 1, jobstore.Admission{}, time.Minute); err != nil {
+	if _, _, err := s.SetAdmission(ctx, "s", 1, jobstore.Admission{}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {
@@ -127,10 +127,34 @@ func TestDirect_Notifications(t *testing.T) {
 		t.Fatalf("release event = %+v, %v", ev, err)
 	}
 	// A new generation is a change.
-	if _, err := s.SetAdmission(ctx, "s", 2, a, time.Minute); err != nil {
+	if _, _, err := s.SetAdmission(ctx, "s", 2, a, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if ev, err := sub.Receive(ctx); err != nil || ev.Kind != 'a' {
 		t.Fatalf("third admission event = %+v, %v", ev, err)
+	}
+}
+
+// A Redis that restarted may have lost the last lease renewals: the
+// leader is told how long ago it first saw the new Redis, so it can wait
+// out a whole lease. A fresh Redis under the first leader is no restart.
+func TestDirect_RestartSeen(t *testing.T) {
+	s, srv := newStore(t)
+	if !srv.Real {
+		t.Skip("needs a real redis-server to restart (miniredis fallback in use)")
+	}
+	ctx := ctxT(t)
+	a := jobstore.Admission{Open: true, Model: "m", Backend: "http://b"}
+	if _, since, err := s.SetAdmission(ctx, "s", 1, a, time.Minute); err != nil || since < time.Hour {
+		t.Fatalf("fresh Redis: since restart = %s, %v; want long ago", since, err)
+	}
+	srv.Restart()
+	_, since, err := s.SetAdmission(ctx, "s", 1, jobstore.Admission{}, time.Minute)
+	for err != nil && ctx.Err() == nil { // the client reconnects
+		time.Sleep(50 * time.Millisecond)
+		_, since, err = s.SetAdmission(ctx, "s", 1, jobstore.Admission{}, time.Minute)
+	}
+	if err != nil || since > time.Second {
+		t.Fatalf("after a restart: since restart = %s, %v; want just now", since, err)
 	}
 }

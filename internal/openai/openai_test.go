@@ -78,6 +78,10 @@ func TestValidate(t *testing.T) {
 		{"/v1/completions", `{"model":"m","prompt":"x","logprobs":true}`, "logprobs"},
 		{"/v1/embeddings", `{"model":"m","input":["a","b"]}`, ""},
 		{"/v1/embeddings", `{"model":"m","input":[]}`, "input"},
+		{"/v1/completions", `{"model":"m","prompt_embeds":"AAAA"}`, ""},
+		{"/v1/embeddings", `{"model":"m","messages":[{"role":"user","content":"x"}]}`, ""},
+		{"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"x"}],"seed":9223372036854775807,"max_tokens":16.0}`, ""},
+		{"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"x"}],"seed":"1"}`, "seed"},
 	} {
 		req, err := openai.InspectRequest([]byte(tt.body))
 		if err != nil {

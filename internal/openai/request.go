@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 )
 
 // MaxNesting bounds the nesting depth of a request body: deeper documents
@@ -90,11 +92,13 @@ func (req Request) Validate(path string) error {
 			}
 		}
 	case "/v1/completions":
-		if !stringOrArray(f["prompt"]) {
+		// vLLM also takes prompt_embeds instead of a prompt.
+		if _, embeds := f["prompt_embeds"]; !embeds && !stringOrArray(f["prompt"]) {
 			return BadRequest("prompt", "prompt must be a string or a non-empty array")
 		}
 	case "/v1/embeddings":
-		if !stringOrArray(f["input"]) {
+		// vLLM also takes chat-style messages instead of an input.
+		if _, chat := f["messages"]; !chat && !stringOrArray(f["input"]) {
 			return BadRequest("input", "input must be a string or a non-empty array")
 		}
 	}
@@ -133,9 +137,15 @@ func isNumber(raw json.RawMessage) bool {
 	return json.Unmarshal(raw, &n) == nil
 }
 
+// isInteger: a JSON number with an integral value (16, 16.0, and every
+// int64, which a float64 cannot tell apart).
 func isInteger(raw json.RawMessage) bool {
-	var n float64
-	return json.Unmarshal(raw, &n) == nil && n == float64(int64(n))
+	tok := string(bytes.TrimSpace(raw))
+	if _, err := strconv.ParseInt(tok, 10, 64); err == nil {
+		return true
+	}
+	n, err := strconv.ParseFloat(tok, 64)
+	return err == nil && n == math.Trunc(n) && !math.IsInf(n, 0)
 }
 
 // stringOrArray: a string, or a non-empty array (of strings, of token
